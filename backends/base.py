@@ -1,0 +1,283 @@
+"""The two roles every backend plays one of: ``Translator`` and ``Speaker``.
+
+A backend is a plain Python class: construct it (cheap, validates options), ``load()``
+(heavy imports and model loading), use it, ``close()``. Subclasses implement one
+abstract method (``_translate`` or ``_synthesize``); validation, timing and result
+records live here so every backend behaves the same at its edges.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from backends.errors import BackendUnavailable, InvalidRequest
+from backends.languages import normalize_lang
+from backends.types import SpeechResult, TranslationResult
+
+DEFAULT_MAX_CHARS = 5000
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+class BackendOptions(BaseModel):
+    """Base of every backend's ``Options``: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+
+def format_validation_error(err: ValidationError, prefix: str = "options") -> str:
+    """Turns a pydantic error into one line per bad field, quoting the value given."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        given = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown option"
+        lines.append(f"{loc}: {msg} (got {given!r})")
+    return "; ".join(lines)
+
+
+def parse_options(cls: type[BackendOptions], raw: Any, where: str = "options") -> BackendOptions:
+    if isinstance(raw, cls):
+        return raw
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"{where} must be a mapping, got {raw!r}")
+    try:
+        return cls(**raw)
+    except ValidationError as err:
+        valid = ", ".join(cls.model_fields) or "(none)"
+        raise InvalidRequest(f"{format_validation_error(err, where)}. Valid options: {valid}") from None
+
+
+def safe_name(value: str, what: str) -> str:
+    """Voice and model names are plain names: no path separators, no leading dot or dash."""
+    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+        raise InvalidRequest(
+            f"invalid {what} {value!r}: use letters, digits, '_', '-' or '.', not a path"
+        )
+    return value
+
+
+def missing_modules(*modules: str) -> list[str]:
+    """Import names among ``modules`` that are not installed, found without importing them."""
+    missing = []
+    for mod in modules:
+        try:
+            if importlib.util.find_spec(mod) is None:
+                missing.append(mod)
+        except (ImportError, ValueError):
+            missing.append(mod)
+    return missing
+
+
+class Backend(ABC):
+    """Lifecycle shared by translators and speakers."""
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+    #: import names this backend needs, and the extra that installs them
+    requires: ClassVar[tuple[str, ...]] = ()
+    extra: ClassVar[str | None] = None
+    #: ``platform.system()`` values this backend runs on; empty means any
+    platforms: ClassVar[tuple[str, ...]] = ()
+    #: test/benchmark backends that ``auto`` never chooses
+    synthetic: ClassVar[bool] = False
+
+    def __init__(self, model: str | None = None, options: Any = None) -> None:
+        self.model = model
+        self.options = parse_options(self.Options, options)
+        self.loaded = False
+        self.load_ms: float | None = None
+
+    @classmethod
+    def unavailable_reason(cls, model: str | None = None) -> str | None:
+        """Why this backend cannot run here (cheap: no heavy imports), or None."""
+        if cls.platforms and platform.system() not in cls.platforms:
+            return f"{cls.name} runs only on {', '.join(cls.platforms)} (this is {platform.system()})"
+        missing = missing_modules(*cls.requires)
+        if missing:
+            hint = f"pip install 'hayaku[{cls.extra}]'" if cls.extra else f"pip install {' '.join(missing)}"
+            return f"{cls.name} needs {', '.join(missing)}: {hint}"
+        return cls.model_unavailable_reason(model)
+
+    @classmethod
+    def model_unavailable_reason(cls, model: str | None) -> str | None:
+        """Hook for backends whose model files may be missing."""
+        return None
+
+    def require_available(self) -> None:
+        reason = self.unavailable_reason(self.model)
+        if reason:
+            raise BackendUnavailable(reason)
+
+    def load(self) -> None:
+        """Imports the runtime and loads the model; raises BackendUnavailable with the fix."""
+        if self.loaded:
+            return
+        self.require_available()
+        start = time.perf_counter()
+        self._load()
+        self.load_ms = (time.perf_counter() - start) * 1000.0
+        self.loaded = True
+
+    def _load(self) -> None:  # noqa: B027 - optional hook, most backends override it
+        """Backend-specific loading; heavy imports go here."""
+
+    def health(self) -> dict[str, Any]:
+        """Cheap liveness report; deployments turn ``ok: False`` into a failed check."""
+        return {"ok": self.loaded, "backend": self.name, "model": self.model}
+
+    def close(self) -> None:
+        """Releases the model; the backend may be loaded again afterwards."""
+        self.loaded = False
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "model": self.model, "options": self.options.model_dump()}
+
+    def _ensure_loaded(self) -> None:
+        if not self.loaded:
+            self.load()
+
+
+class Translator(Backend):
+    """Translates texts. Implement ``_translate``; call ``translate``."""
+
+    #: language pairs the model can do, as ISO codes; None means "ask the model"
+    def __init__(self, model: str | None = None, options: Any = None, max_chars: int = DEFAULT_MAX_CHARS):
+        super().__init__(model, options)
+        self.max_chars = max_chars
+
+    def supported_languages(self) -> set[str] | None:
+        """ISO 639-1 codes this backend/model translates between, or None if unknown."""
+        return None
+
+    def validate_request(self, texts: Sequence[str], source_lang: str, target_lang: str) -> tuple[str, str]:
+        if isinstance(texts, str):
+            raise InvalidRequest("translate() takes a list of texts, not a single string")
+        if not texts:
+            raise InvalidRequest("no texts to translate")
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise InvalidRequest(f"text {i} is empty or whitespace only ({t!r}); send some text", status=400)
+            if len(t) > self.max_chars:
+                raise InvalidRequest(
+                    f"text {i} has {len(t)} characters; the limit is max_chars={self.max_chars}", status=413
+                )
+        src, tgt = normalize_lang(source_lang), normalize_lang(target_lang)
+        langs = self.supported_languages()
+        if langs is not None:
+            for role, code in (("source_lang", src), ("target_lang", tgt)):
+                if code not in langs:
+                    raise InvalidRequest(
+                        f"{role} {code!r} is not supported by {self.name} model {self.model!r}; "
+                        f"supported: {', '.join(sorted(langs))}"
+                    )
+        if src == tgt:
+            raise InvalidRequest(f"source_lang and target_lang are both {src!r}; nothing to translate")
+        return src, tgt
+
+    def translate(self, texts: Sequence[str], source_lang: str = "en", target_lang: str = "ja") -> list[TranslationResult]:
+        """Translates each text; results keep input order and carry timings and options."""
+        src, tgt = self.validate_request(texts, source_lang, target_lang)
+        self._ensure_loaded()
+        start = time.perf_counter()
+        outputs = self._translate(list(texts), src, tgt)
+        total = (time.perf_counter() - start) * 1000.0
+        if len(outputs) != len(texts):
+            raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(texts)} inputs")
+        opts = self.options.model_dump()
+        results = []
+        for text, (out, n_tokens) in zip(texts, outputs, strict=True):
+            results.append(
+                TranslationResult(
+                    text=out,
+                    source_text=text,
+                    source_lang=src,
+                    target_lang=tgt,
+                    backend=self.name,
+                    model=self.model,
+                    options=opts,
+                    timings_ms={"translate": total, "batch_size": float(len(texts))},
+                    output_tokens=n_tokens,
+                )
+            )
+        return results
+
+    @abstractmethod
+    def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
+        """Returns (translation, generated token count or None) per input, same order."""
+
+
+class Speaker(Backend):
+    """Synthesises speech. Implement ``_synthesize``; call ``synthesize``."""
+
+    voices: ClassVar[tuple[str, ...]] = ()
+    default_voice: ClassVar[str] = ""
+    languages: ClassVar[tuple[str, ...]] = ("ja",)
+
+    def __init__(self, model: str | None = None, options: Any = None, voice: str | None = None,
+                 max_chars: int = DEFAULT_MAX_CHARS):
+        super().__init__(model, options)
+        self.voice = self.check_voice(voice) if voice else None
+        self.max_chars = max_chars
+
+    def list_voices(self) -> tuple[str, ...]:
+        """Voice names this speaker accepts (may depend on what is installed)."""
+        return self.voices
+
+    def check_voice(self, voice: str) -> str:
+        safe_name(voice, "voice")
+        valid = self.list_voices()
+        if valid and voice not in valid:
+            raise InvalidRequest(f"unknown voice {voice!r} for {self.name}; valid voices: {', '.join(valid)}")
+        return voice
+
+    def synthesize(self, text: str, lang: str = "ja", voice: str | None = None, speed: float = 1.0) -> SpeechResult:
+        """Speaks ``text``; returns PCM with its sample rate, duration and timings."""
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidRequest(f"text to speak is empty or whitespace only ({text!r})", status=400)
+        if len(text) > self.max_chars:
+            raise InvalidRequest(f"text has {len(text)} characters; the limit is max_chars={self.max_chars}",
+                                 status=413)
+        lang = normalize_lang(lang)
+        if self.languages and lang not in self.languages:
+            raise InvalidRequest(f"{self.name} does not speak {lang!r}; it speaks: {', '.join(self.languages)}")
+        chosen = self.check_voice(voice) if voice else (self.voice or self.default_voice)
+        if not isinstance(speed, (int, float)) or not (0.25 <= float(speed) <= 4.0):
+            raise InvalidRequest(f"speed {speed!r} is out of range; use 0.25 to 4.0")
+        self._ensure_loaded()
+        start = time.perf_counter()
+        audio, rate = self._synthesize(text, lang, chosen, float(speed))
+        elapsed = (time.perf_counter() - start) * 1000.0
+        audio = np.asarray(audio).reshape(-1)
+        if audio.dtype != np.int16:
+            audio = audio.astype(np.float32)
+            if not np.all(np.isfinite(audio)):
+                raise RuntimeError(f"{self.name} produced non-finite audio for {len(text)} characters")
+        if len(audio) == 0:
+            raise RuntimeError(f"{self.name} produced no audio for {len(text)} characters")
+        return SpeechResult(
+            audio=audio,
+            sample_rate=int(rate),
+            text=text,
+            lang=lang,
+            voice=chosen,
+            backend=self.name,
+            options=self.options.model_dump(),
+            timings_ms={"synthesize": elapsed},
+        )
+
+    @abstractmethod
+    def _synthesize(self, text: str, lang: str, voice: str, speed: float) -> tuple[np.ndarray, int]:
+        """Returns mono samples (float32 in [-1, 1] or int16) and their sample rate."""

@@ -1,0 +1,216 @@
+"""Model store: where a ``model:`` value points and where built artefacts are cached.
+
+A model spec is one of
+- a named bundled model (``qwen2.5-1.5b-instruct``), built once from installed packages;
+- a local folder (``./models/my-marian`` or an absolute path);
+- a hub id (``facebook/nllb-200-distilled-600M``): used from the local HF cache when it is
+  there; otherwise downloaded for users who have the hub, and on a machine without it a
+  fast, clear error that says how to provide the model instead.
+
+Everything hayaku builds (conversions, exports, joined weights) lives under one home,
+``HAYAKU_HOME`` (default ``~/.cache/hayaku``), keyed by model, revision and settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from backends.errors import BackendUnavailable, InvalidRequest
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def home() -> Path:
+    """The one cache root for everything hayaku builds."""
+    return Path(os.environ.get("HAYAKU_HOME") or Path.home() / ".cache" / "hayaku").expanduser()
+
+
+def cache_dir(kind: str, *key_parts: Any) -> Path:
+    """A stable folder under ``home()/kind`` for an artefact identified by ``key_parts``."""
+    safe_kind = re.sub(r"[^a-z0-9_\-]", "_", kind.lower())
+    blob = json.dumps([str(p) for p in key_parts], sort_keys=True)
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    label = re.sub(r"[^A-Za-z0-9_.\-]+", "_", str(key_parts[0]) if key_parts else "x")[-48:].strip("._") or "model"
+    return home() / safe_kind / f"{label}-{digest}"
+
+
+@contextmanager
+def building(target: Path) -> Iterator[Path]:
+    """Builds into a temporary sibling and renames it into place only on success.
+
+    A half-written cache entry (killed process, full disk) is never mistaken for a good one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        (tmp / ".complete").write_text("ok\n")
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def is_built(target: Path) -> bool:
+    return (target / ".complete").is_file()
+
+
+def progress(message: str) -> None:
+    """Progress of long builds goes to stderr, so stdout stays clean for results."""
+    print(f"[hayaku] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: what the user wrote, what kind it is, and a local folder or file."""
+
+    spec: str
+    kind: str  # "bundled" | "local" | "hub"
+    path: Path
+    revision: str = "local"
+
+
+#: name -> (description, builder returning the local path; may take minutes the first time)
+BUNDLED: dict[str, tuple[str, Callable[[], Path], Callable[[], str | None]]] = {}
+
+
+def register_bundled(name: str, description: str, build: Callable[[], Path],
+                     unavailable: Callable[[], str | None]) -> None:
+    BUNDLED[name] = (description, build, unavailable)
+
+
+def _load_bundled_registry() -> None:
+    # The bundled models register themselves on import; keep this import lazy so that
+    # a plain `import backends` stays cheap.
+    import backends.bundled  # noqa: F401
+
+
+def is_hub_id(spec: str) -> bool:
+    return bool(_HUB_ID.match(spec)) and not Path(spec).exists()
+
+
+def check_spec(spec: str) -> str:
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidRequest(f"model must be a non-empty string, got {spec!r}")
+    if "\x00" in spec or "://" in spec:
+        raise InvalidRequest(f"model {spec!r} is not a bundled name, a local folder or a hub id (org/name)")
+    return spec.strip()
+
+
+def unavailable_reason(spec: str | None) -> str | None:
+    """Cheap check: can ``spec`` be resolved on this machine (without building it)?"""
+    if spec is None:
+        return None
+    try:
+        spec = check_spec(spec)
+    except InvalidRequest as exc:
+        return str(exc)
+    _load_bundled_registry()
+    if spec in BUNDLED:
+        return BUNDLED[spec][2]()
+    path = Path(spec).expanduser()
+    if path.exists():
+        return None
+    if is_hub_id(spec):
+        if hf_cached_snapshot(spec) is not None:
+            return None
+        if hub_reachable():
+            return None
+        return hub_missing_message(spec)
+    return (f"model {spec!r} is not on this machine: not a bundled model ({', '.join(sorted(BUNDLED)) or 'none'}), "
+            "not an existing folder, and not a hub id of the form org/name")
+
+
+def hub_missing_message(spec: str) -> str:
+    return (
+        f"model {spec!r} is not on this machine and the Hugging Face hub is not reachable. "
+        f"Copy the model folder here and use its path (model: /path/to/folder), run "
+        f"`huggingface-cli download {spec}` on a machine with the hub and copy ~/.cache/huggingface, "
+        f"or use a bundled model: {', '.join(sorted(BUNDLED)) or '(none installed)'}"
+    )
+
+
+def hf_cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
+    """The local HF cache folder of ``repo_id``, if it is already downloaded."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception:
+        return None
+
+
+_HUB_STATE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout_s: float = 2.0) -> bool:
+    """True when huggingface.co (or HF_ENDPOINT) answers; cached for the process."""
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True"):
+        return False
+    if "ok" in _HUB_STATE:
+        return _HUB_STATE["ok"]
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    parsed = urlparse(endpoint)
+    host, port = parsed.hostname or "huggingface.co", parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            ok = True
+    except OSError:
+        ok = False
+    _HUB_STATE["ok"] = ok
+    return ok
+
+
+def resolve(spec: str, allow_download: bool = True) -> ModelRef:
+    """Resolves ``spec`` to a local path, building bundled models on first use."""
+    spec = check_spec(spec)
+    _load_bundled_registry()
+    if spec in BUNDLED:
+        _, build, unavailable = BUNDLED[spec]
+        reason = unavailable()
+        if reason:
+            raise BackendUnavailable(reason)
+        return ModelRef(spec, "bundled", build(), revision="bundled")
+    path = Path(spec).expanduser()
+    if path.exists():
+        return ModelRef(spec, "local", path.resolve(), revision=_local_revision(path))
+    if not is_hub_id(spec):
+        raise BackendUnavailable(unavailable_reason(spec) or f"model {spec!r} not found")
+    cached = hf_cached_snapshot(spec)
+    if cached is not None:
+        return ModelRef(spec, "hub", cached, revision=cached.name)
+    if not allow_download or not hub_reachable():
+        raise BackendUnavailable(hub_missing_message(spec))
+    from huggingface_hub import snapshot_download
+
+    progress(f"downloading {spec} from the hub ...")
+    local = Path(snapshot_download(spec))
+    return ModelRef(spec, "hub", local, revision=local.name)
+
+
+def _local_revision(path: Path) -> str:
+    """A cheap fingerprint of a local model: file names, sizes and mtimes."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files[:200]:
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:12]

@@ -1,0 +1,74 @@
+"""Sentence splitting for English and Japanese (one module for both)."""
+
+from __future__ import annotations
+
+import re
+
+# English: split after . ! ? (and closing quotes/brackets) followed by space and a capital,
+# digit or quote; keep common abbreviations ("Mr.", "e.g.") and decimals together.
+_ABBREV = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "approx",
+           "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
+           "dec", "a.m", "p.m", "u.s", "u.k"}
+_EN_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-Z0-9])")
+# Japanese: after 。！？ (full or half width) and closing brackets, with or without space.
+_JA_BOUNDARY = re.compile(r"([。！？!?…]+[」』）)】]*)")
+
+
+def split_sentences(text: str, lang: str = "en", max_len: int = 400) -> list[str]:
+    """Splits ``text`` into sentences; pieces longer than ``max_len`` are cut at spaces/commas."""
+    text = text.strip()
+    if not text:
+        return []
+    pieces: list[str] = []
+    for para in re.split(r"\n\s*\n|\r\n\s*\r\n", text):
+        para = " ".join(para.split()) if lang != "ja" else para.replace("\n", "").strip()
+        if not para:
+            continue
+        pieces.extend(_split_ja(para) if lang == "ja" else _split_en(para))
+    out: list[str] = []
+    for p in pieces:
+        out.extend(_cap_length(p, max_len))
+    return [p for p in out if p.strip()]
+
+
+def _split_en(para: str) -> list[str]:
+    out: list[str] = []
+    start = 0
+    for m in _EN_BOUNDARY.finditer(para):
+        end = m.end(1)
+        candidate = para[start:end]
+        last_word = candidate.rstrip(".!?…\"'”’)]").rsplit(" ", 1)[-1].lower()
+        if m.group(1).startswith(".") and (last_word in _ABBREV or len(last_word) == 1 and last_word.isalpha()):
+            continue
+        out.append(candidate.strip())
+        start = m.end()
+    out.append(para[start:].strip())
+    return [s for s in out if s]
+
+
+def _split_ja(para: str) -> list[str]:
+    parts = _JA_BOUNDARY.split(para)
+    out: list[str] = []
+    for i in range(0, len(parts), 2):
+        body = parts[i]
+        tail = parts[i + 1] if i + 1 < len(parts) else ""
+        s = (body + tail).strip()
+        if s:
+            out.append(s)
+    return out
+
+
+def _cap_length(sentence: str, max_len: int) -> list[str]:
+    if len(sentence) <= max_len:
+        return [sentence]
+    out: list[str] = []
+    rest = sentence
+    while len(rest) > max_len:
+        window = rest[:max_len]
+        cut = max(window.rfind(", "), window.rfind("、"), window.rfind(" "))
+        cut = cut + 1 if cut > max_len // 4 else max_len
+        out.append(rest[:cut].strip())
+        rest = rest[cut:].strip()
+    if rest:
+        out.append(rest)
+    return out

@@ -1,0 +1,93 @@
+"""Result records. An HTTP response, a benchmark row and an A/B record are the same record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Stopwatch:
+    """Collects named stage durations in milliseconds."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
+
+
+@dataclass
+class TranslationResult:
+    """One translated text with the backend, options and timings that produced it."""
+
+    text: str
+    source_text: str
+    source_lang: str
+    target_lang: str
+    backend: str
+    model: str | None
+    options: dict[str, Any]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    output_tokens: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SpeechResult:
+    """PCM audio (float32 in [-1, 1] or int16), with what produced it and how fast."""
+
+    audio: np.ndarray
+    sample_rate: int
+    text: str
+    lang: str
+    voice: str
+    backend: str
+    options: dict[str, Any]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        audio = np.asarray(self.audio)
+        if audio.ndim != 1:
+            audio = audio.reshape(-1)
+        if audio.dtype not in (np.float32, np.int16):
+            audio = audio.astype(np.float32)
+        self.audio = audio
+
+    @property
+    def duration_s(self) -> float:
+        return float(len(self.audio)) / float(self.sample_rate) if self.sample_rate else 0.0
+
+    def float32(self) -> np.ndarray:
+        if self.audio.dtype == np.int16:
+            return self.audio.astype(np.float32) / 32768.0
+        return self.audio
+
+    def int16(self) -> np.ndarray:
+        if self.audio.dtype == np.int16:
+            return self.audio
+        return (np.clip(self.audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+    def meta(self) -> dict[str, Any]:
+        """Everything but the samples, for headers, logs and benchmark rows."""
+        return {
+            "sample_rate": self.sample_rate,
+            "duration_s": round(self.duration_s, 4),
+            "text": self.text,
+            "lang": self.lang,
+            "voice": self.voice,
+            "backend": self.backend,
+            "options": self.options,
+            "timings_ms": self.timings_ms,
+        }
