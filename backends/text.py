@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from backends.errors import InvalidRequest
+
 # English: split after . ! ? (and closing quotes/brackets) followed by space and a capital,
 # digit or quote; keep common abbreviations ("Mr.", "e.g.") and decimals together.
 _ABBREV = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "approx",
@@ -72,3 +74,20 @@ def _cap_length(sentence: str, max_len: int) -> list[str]:
     if rest:
         out.append(rest)
     return out
+
+
+# C0/C1 control characters other than tab and newline (and DEL): engines either choke on
+# them or, worse, treat them as terminal/markup controls.
+_CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def engine_text(text: str) -> str:
+    """Text made safe to hand to an external speech engine as data.
+
+    NUL is rejected (C engines would silently truncate the text there); other control
+    characters become spaces, so what is spoken matches what was sent.
+    """
+    pos = text.find("\x00")
+    if pos >= 0:
+        raise InvalidRequest(f"text contains a NUL character at position {pos}; remove it", status=400)
+    return _CONTROL.sub(" ", text)

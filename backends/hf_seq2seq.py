@@ -1,0 +1,433 @@
+"""What every runtime of an HF seq2seq MT model shares, independent of the runtime.
+
+Which family a model folder is (NLLB, M2M100, Marian, T5), which languages it translates,
+how a request becomes source token ids (NLLB source code, T5 prefix) and a target prefix
+(the NLLB/M2M100 target-language token that must be the first generated token), and how
+generated ids become text. The ``transformers``, ``ctranslate2``, ``onnx`` and ``coreml``
+backends all build on this, so the four of them tokenize identically and their outputs
+can be compared token for token.
+
+Reading a folder (``inspect_model``) only parses JSON; the tokenizer (``Seq2SeqTokenizer``)
+imports transformers when it is built, inside a backend's ``load()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, field_validator
+
+from backends import store
+from backends.base import DEFAULT_MAX_CHARS, BackendOptions, Translator
+from backends.errors import BackendUnavailable, InvalidRequest
+from backends.languages import LANGUAGES, language_name, normalize_lang
+
+FAMILIES = ("nllb", "m2m100", "marian", "t5")
+
+#: three-letter codes seen in Marian model names and tokenizer configs -> ISO 639-1
+_ISO3 = {code.split("_")[0]: iso for iso, (_, code) in LANGUAGES.items()}
+_ISO3.update({"jap": "ja", "cmn": "zh", "ara": "ar", "ger": "de", "fre": "fr", "dut": "nl"})
+_MARIAN_NAME = re.compile(r"opus-mt(?:-tc)?(?:-big)?-([a-z]{2,3})-([a-z]{2,3})(?:$|[^a-z])")
+
+#: T5 was trained with these task prefixes only (Romanian is outside hayaku's language table)
+T5_TARGETS = ("de", "fr")
+
+NO_MODEL_MESSAGE = (
+    "the {name} backend needs a model: a local folder of an HF seq2seq MT model "
+    "(NLLB/M2M100, Marian or T5), a hub id such as facebook/nllb-200-distilled-600M "
+    "or Helsinki-NLP/opus-mt-en-jap, or a bundled model name"
+)
+
+
+def iso_from_any(code: str) -> str | None:
+    """'ja', 'jpn', 'jap', 'jpn_Jpan' or 'Japanese' -> 'ja'; None when unknown."""
+    low = code.strip().lower()
+    if low in _ISO3:
+        return _ISO3[low]
+    try:
+        return normalize_lang(code)
+    except InvalidRequest:
+        return None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model folder as the runtimes see it: family, languages, limits. JSON only."""
+
+    spec: str
+    path: Path
+    revision: str
+    family: str
+    model_type: str
+    #: ISO codes the model translates between
+    languages: frozenset[str]
+    #: Marian's fixed (source, target) direction; None for many-to-many models
+    pair: tuple[str, str] | None = None
+    max_source_tokens: int = 512
+    max_target_tokens: int = 512
+    config: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def check_pair(self, src: str, tgt: str) -> None:
+        """Raises InvalidRequest when the model cannot translate ``src`` -> ``tgt``."""
+        if self.pair is not None and (src, tgt) != self.pair:
+            raise InvalidRequest(
+                f"model {self.spec!r} translates {self.pair[0]}->{self.pair[1]} only, not {src}->{tgt}; "
+                f"use an NLLB/M2M100 model for other pairs"
+            )
+        if self.family == "t5" and (src != "en" or tgt not in T5_TARGETS):
+            raise InvalidRequest(
+                f"T5 model {self.spec!r} translates en->{', en->'.join(T5_TARGETS)} only, not {src}->{tgt}"
+            )
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise BackendUnavailable(f"cannot read {path}: {exc}") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _declared_tokens(folder: Path) -> set[str]:
+    """Special/added token strings a tokenizer folder declares (language codes live here)."""
+    tokens: set[str] = set()
+    tc = _read_json(folder / "tokenizer_config.json")
+    for key in ("extra_special_tokens", "additional_special_tokens"):
+        value = tc.get(key)
+        if isinstance(value, list):
+            tokens.update(str(t.get("content", "")) if isinstance(t, dict) else str(t) for t in value)
+    decoder = tc.get("added_tokens_decoder")
+    if isinstance(decoder, dict):
+        tokens.update(str(v.get("content", "")) for v in decoder.values() if isinstance(v, dict))
+    tj = _read_json(folder / "tokenizer.json")
+    for t in tj.get("added_tokens") or []:
+        if isinstance(t, dict):
+            tokens.add(str(t.get("content", "")))
+    return tokens
+
+
+def detect_family(config: dict[str, Any], tokenizer_config: dict[str, Any], tokens: set[str]) -> str | None:
+    """'nllb' | 'm2m100' | 'marian' | 't5', or None for a model hayaku cannot translate with."""
+    model_type = str(config.get("model_type", "")).lower()
+    if model_type in ("m2m_100", "m2m100", "nllb-moe", "nllb_moe"):
+        tok_class = str(tokenizer_config.get("tokenizer_class") or config.get("tokenizer_class") or "")
+        if tok_class.lower().startswith("nllb") or "eng_Latn" in tokens or model_type.startswith("nllb"):
+            return "nllb"
+        return "m2m100"
+    if model_type == "marian":
+        return "marian"
+    if model_type == "t5":
+        return "t5"
+    return None
+
+
+def _marian_pair(
+    spec: str, folder: Path, config: dict[str, Any], tokenizer_config: dict[str, Any], languages: Sequence[str] | None
+) -> tuple[str, str]:
+    if languages:
+        src, tgt = (normalize_lang(c) for c in languages)
+        return src, tgt
+    s, t = tokenizer_config.get("source_lang"), tokenizer_config.get("target_lang")
+    if isinstance(s, str) and isinstance(t, str):
+        src_iso, tgt_iso = iso_from_any(s), iso_from_any(t)
+        if src_iso and tgt_iso:
+            return src_iso, tgt_iso
+    for name in (spec, folder.name, str(config.get("_name_or_path", "")), str(folder)):
+        m = _MARIAN_NAME.search(name.lower())
+        if m:
+            src_iso, tgt_iso = iso_from_any(m.group(1)), iso_from_any(m.group(2))
+            if src_iso and tgt_iso:
+                return src_iso, tgt_iso
+    raise InvalidRequest(
+        f"Marian model {spec!r} does not say which languages it translates (no source_lang/target_lang "
+        f"in tokenizer_config.json and no opus-mt-xx-yy name); set options.languages: [en, ja]"
+    )
+
+
+def inspect_model(ref: store.ModelRef, languages: Sequence[str] | None = None) -> ModelInfo:
+    """Reads a resolved model folder's JSON files: family, languages, token limits."""
+    folder = ref.path
+    if not folder.is_dir():
+        raise InvalidRequest(f"model {ref.spec!r} resolves to {folder}, which is not a model folder")
+    config = _read_json(folder / "config.json")
+    if not config:
+        raise InvalidRequest(f"model {ref.spec!r}: {folder} has no config.json; is it an HF model folder?")
+    tokenizer_config = _read_json(folder / "tokenizer_config.json")
+    tokens = _declared_tokens(folder)
+    family = detect_family(config, tokenizer_config, tokens)
+    model_type = str(config.get("model_type", "?"))
+    if family is None:
+        raise InvalidRequest(
+            f"model {ref.spec!r} is a {model_type!r} model; seq2seq translation backends take NLLB/M2M100, "
+            f"Marian or T5 models (for decoder-only instruct models use the llm backend)"
+        )
+    pair: tuple[str, str] | None = None
+    if family == "nllb":
+        langs = {iso for iso, (_, code) in LANGUAGES.items() if code in tokens} or set(LANGUAGES)
+    elif family == "m2m100":
+        langs = {iso for iso in LANGUAGES if f"__{iso}__" in tokens} or set(LANGUAGES)
+    elif family == "marian":
+        pair = _marian_pair(ref.spec, folder, config, tokenizer_config, languages)
+        langs = set(pair)
+    else:
+        langs = {"en", *T5_TARGETS}
+    if languages and family != "marian":
+        wanted = {normalize_lang(c) for c in languages}
+        if not wanted <= langs:
+            raise InvalidRequest(
+                f"options.languages {list(languages)!r} includes codes model {ref.spec!r} lacks; "
+                f"it has: {', '.join(sorted(langs))}"
+            )
+        langs = wanted
+    positions = int(config.get("max_position_embeddings") or config.get("n_positions") or 512)
+    if family == "t5":  # relative positions: no hard limit, but keep requests bounded
+        positions = 512
+    return ModelInfo(
+        spec=ref.spec,
+        path=folder,
+        revision=ref.revision,
+        family=family,
+        model_type=model_type,
+        languages=frozenset(langs),
+        pair=pair,
+        max_source_tokens=positions,
+        max_target_tokens=positions,
+        config=config,
+    )
+
+
+class Seq2SeqTokenizer:
+    """The HF tokenizer of a model folder, with the family's language conventions.
+
+    Builds source ids (NLLB/M2M100 source code, T5 task prefix), the target prefix (the
+    target-language token NLLB/M2M100 must generate first; empty for Marian/T5), and
+    decodes generated ids. Not thread-safe: NLLB tokenizers keep the source language as state.
+    """
+
+    def __init__(self, info: ModelInfo) -> None:
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"transformers is needed for the tokenizer: pip install 'hayaku[torch]' ({exc})"
+            ) from None
+        self.info = info
+        try:
+            self.tok: Any = AutoTokenizer.from_pretrained(str(info.path))
+        except Exception as exc:
+            raise BackendUnavailable(
+                f"cannot load the tokenizer of model {info.spec!r} from {info.path}: {exc}"
+            ) from exc
+        cfg = info.config
+        self.eos_id = int(self._first(cfg.get("eos_token_id"), self.tok.eos_token_id))
+        self.pad_id = int(self._first(cfg.get("pad_token_id"), self.tok.pad_token_id, self.eos_id))
+        self.decoder_start_id = int(self._first(cfg.get("decoder_start_token_id"), self.pad_id))
+        self._src: str | None = None
+
+    @staticmethod
+    def _first(*values: Any) -> Any:
+        for v in values:
+            if isinstance(v, list) and v:
+                v = v[0]
+            if v is not None:
+                return v
+        raise BackendUnavailable("model config has no eos/pad token ids")
+
+    def lang_token(self, iso: str) -> str | None:
+        """The token that names ``iso`` for this family ('jpn_Jpan', '__ja__'), or None."""
+        if self.info.family == "nllb":
+            return LANGUAGES[iso][1]
+        if self.info.family == "m2m100":
+            return f"__{iso}__"
+        return None
+
+    def lang_token_id(self, iso: str) -> int | None:
+        token = self.lang_token(iso)
+        if token is None:
+            return None
+        tid = self.tok.convert_tokens_to_ids(token)
+        if tid is None or tid == self.tok.unk_token_id:
+            raise InvalidRequest(
+                f"model {self.info.spec!r} has no language token {token!r} for {iso!r}; "
+                f"supported: {', '.join(sorted(self.info.languages))}"
+            )
+        return int(tid)
+
+    def languages_in_vocab(self) -> set[str]:
+        """ISO codes whose language token really is in the loaded vocabulary."""
+        if self.info.family not in ("nllb", "m2m100"):
+            return set(self.info.languages)
+        vocab = self.tok.get_vocab()
+        return {iso for iso in self.info.languages if self.lang_token(iso) in vocab}
+
+    def source_ids(self, text: str, src: str, tgt: str) -> list[int]:
+        """Encoder input ids with the family's special tokens; too long -> InvalidRequest."""
+        fam = self.info.family
+        if fam in ("nllb", "m2m100"):
+            code = self.lang_token(src) if fam == "nllb" else src
+            if self._src != code:
+                self.tok.src_lang = code
+                self._src = code
+        elif fam == "t5":
+            text = f"translate {language_name(src)} to {language_name(tgt)}: {text}"
+        ids = list(self.tok(text, add_special_tokens=True)["input_ids"])
+        if len(ids) > self.info.max_source_tokens:
+            raise InvalidRequest(
+                f"text is {len(ids)} tokens; model {self.info.spec!r} reads at most {self.info.max_source_tokens}. "
+                "Split it into sentences (backends.text.split_sentences) or send shorter texts",
+                status=413,
+            )
+        return ids
+
+    def target_prefix_ids(self, tgt: str) -> list[int]:
+        """Tokens the decoder must produce first: [target language token] for NLLB/M2M100."""
+        tid = self.lang_token_id(tgt)
+        return [] if tid is None else [tid]
+
+    def suppressed_ids(self) -> list[int]:
+        """Ids never to generate. <pad> would shift M2M100's position ids (HF skips pads
+        when numbering positions, CTranslate2 does not), and Marian drops it altogether."""
+        return [self.pad_id]
+
+    def max_new_tokens(self, wanted: int, prefix_len: int) -> int:
+        """``wanted`` capped so prefix + output + EOS fit the decoder's positions."""
+        return max(1, min(wanted, self.info.max_target_tokens - prefix_len - 2))
+
+    def strip_output(self, ids: Sequence[int], prefix_len: int) -> list[int]:
+        """Generated ids after the decoder start/prefix, cut at the first EOS or pad."""
+        out = []
+        for i in list(ids)[prefix_len:]:
+            if i in (self.eos_id, self.pad_id):
+                break
+            out.append(int(i))
+        return out
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of generated ids (special tokens and language codes removed)."""
+        return str(self.tok.decode(list(ids), skip_special_tokens=True)).strip()
+
+    def ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [str(t) for t in self.tok.convert_ids_to_tokens(list(ids))]
+
+    def tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        return [int(i) for i in self.tok.convert_tokens_to_ids(list(tokens))]
+
+
+class Seq2SeqOptions(BackendOptions):
+    """Options every seq2seq runtime shares."""
+
+    languages: tuple[str, str] | None = Field(
+        None,
+        description="Source and target ISO codes of a Marian model whose folder does not name them "
+        "(e.g. [en, ja]); for NLLB/M2M100 a subset of the model's languages to allow.",
+    )
+
+    @field_validator("languages")
+    @classmethod
+    def _known_codes(cls, value: tuple[str, str] | None) -> tuple[str, str] | None:
+        if value is None:
+            return None
+        try:
+            return (normalize_lang(value[0]), normalize_lang(value[1]))
+        except InvalidRequest as exc:
+            raise ValueError(str(exc)) from None
+
+
+class Seq2SeqTranslator(Translator):
+    """Base of the runtimes of HF seq2seq MT models: model resolution, languages, pairs.
+
+    Subclasses set ``name``/``Options`` and implement ``_load`` and ``generate_ids``; the model
+    folder's family and languages are known before loading (JSON only), so a bad language
+    pair is refused without loading any weights.
+    """
+
+    families: ClassVar[tuple[str, ...]] = FAMILIES
+
+    def __init__(self, model: str | None = None, options: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
+        super().__init__(model, options, max_chars=max_chars)
+        self._ref: store.ModelRef | None = None
+        self._info: ModelInfo | None = None
+        self.tokenizer: Seq2SeqTokenizer | None = None
+
+    @classmethod
+    def model_unavailable_reason(cls, model: str | None) -> str | None:
+        return store.unavailable_reason(model)
+
+    def model_ref(self) -> store.ModelRef:
+        """The resolved model (bundled, local or hub); a hub id fails fast when offline."""
+        if self._ref is None:
+            if self.model is None:
+                raise InvalidRequest(NO_MODEL_MESSAGE.format(name=self.name))
+            self._ref = store.resolve(self.model)
+        return self._ref
+
+    @property
+    def info(self) -> ModelInfo:
+        """Family, languages and limits of the model folder (JSON only, cached)."""
+        if self._info is None:
+            opts_langs = getattr(self.options, "languages", None)
+            info = inspect_model(self.model_ref(), opts_langs)
+            if info.family not in self.families:
+                raise InvalidRequest(
+                    f"{self.name} does not run {info.family} models; it runs: {', '.join(self.families)}"
+                )
+            self._info = info
+        return self._info
+
+    def load_tokenizer(self) -> Seq2SeqTokenizer:
+        """Loads the tokenizer and narrows the languages to those really in its vocabulary."""
+        tok = Seq2SeqTokenizer(self.info)
+        real = tok.languages_in_vocab()
+        if real != set(self.info.languages):
+            self._info = dataclasses.replace(self.info, languages=frozenset(real))
+            tok.info = self._info
+        self.tokenizer = tok
+        return tok
+
+    def supported_languages(self) -> set[str] | None:
+        return set(self.info.languages)
+
+    def validate_request(self, texts: Sequence[str], source_lang: str, target_lang: str) -> tuple[str, str]:
+        src, tgt = super().validate_request(texts, source_lang, target_lang)
+        self.info.check_pair(src, tgt)
+        return src, tgt
+
+    def generate_ids(self, texts: list[str], source_lang: str, target_lang: str) -> list[list[int]]:
+        """Generated ids per text: the target prefix (NLLB/M2M100 language token), then the
+        translation, without decoder start or EOS. The same record for every runtime, so
+        agreement tests compare runtimes token for token."""
+        raise NotImplementedError
+
+    def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
+        tok = self.tokenizer
+        assert tok is not None
+        n_prefix = len(tok.target_prefix_ids(target_lang))
+        out: list[tuple[str, int | None]] = []
+        for ids in self.generate_ids(texts, source_lang, target_lang):
+            new = ids[n_prefix:]
+            out.append((tok.decode(new), len(new)))
+        return out
+
+    def health(self) -> dict[str, Any]:
+        report = super().health()
+        if self._info is not None:
+            report["family"] = self._info.family
+        return report
+
+    def close(self) -> None:
+        self.tokenizer = None
+        super().close()
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, so padding wastes little compute."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), max(1, batch_size))]

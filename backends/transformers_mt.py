@@ -1,0 +1,210 @@
+"""``transformers``: HF seq2seq MT models (NLLB/M2M100, Marian, T5) run by torch.
+
+Precision and device are options of this one backend, not separate backends: float32,
+bfloat16, float16; cpu, cuda, mps; int8 dynamic quantization of the Linear layers (CPU);
+torch.compile. A single input is encoded without padding; several inputs are batched by
+similar length so padding wastes little, and come back in input order.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from backends.errors import BackendUnavailable
+from backends.hf_seq2seq import Seq2SeqOptions, Seq2SeqTranslator, length_sorted_batches
+
+
+class TransformersOptions(Seq2SeqOptions):
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="Where the model runs; auto picks cuda, then mps, then cpu."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Weight and activation precision; float16 needs cuda or mps."
+    )
+    num_beams: int = Field(1, ge=1, le=16, description="Beam width; 1 is greedy decoding (fastest).")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="Most tokens generated per text.")
+    min_new_tokens: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Fewest tokens generated per text; benchmarks set it equal to max_new_tokens "
+        "to force a fixed output length.",
+    )
+    quantize: Literal["none", "int8"] = Field(
+        "none", description="int8: torch dynamic quantization of Linear layers (CPU, float32 only)."
+    )
+    compile: bool = Field(False, description="Wrap the model's forward in torch.compile (slow first call).")
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = Field(
+        "inductor", description="torch.compile backend; inductor needs a C compiler on CPU."
+    )
+    batch_size: int = Field(16, ge=1, le=512, description="Most texts per generate() call.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TransformersOptions:
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(
+                f"min_new_tokens {self.min_new_tokens!r} is larger than max_new_tokens {self.max_new_tokens!r}"
+            )
+        if self.dtype == "float16" and self.device == "cpu":
+            raise ValueError("dtype 'float16' does not run on device 'cpu'; use bfloat16 or float32 there")
+        if self.quantize == "int8":
+            if self.device in ("cuda", "mps"):
+                raise ValueError(
+                    f"quantize 'int8' is torch dynamic quantization, which runs on cpu only, not {self.device!r}; "
+                    "use dtype bfloat16/float16 on GPUs, or the ctranslate2 backend with compute_type int8_float16"
+                )
+            if self.dtype != "float32":
+                raise ValueError(f"quantize 'int8' needs dtype 'float32' (got {self.dtype!r})")
+        return self
+
+
+class TransformersTranslator(Seq2SeqTranslator):
+    """HF seq2seq MT model on torch; see ``TransformersOptions`` for the knobs."""
+
+    name = "transformers"
+    Options = TransformersOptions
+    requires = ("torch", "transformers", "sentencepiece")
+    extra = "torch"
+    #: how tests/unit/test_translator_contract.py exercises this backend (fixture, options).
+    #: float32 only: the tiny models' init_std=1.0 amplifies rounding, so in bfloat16 or int8
+    #: (whose dynamic activation scale spans the whole batch) a padded batch can pick other
+    #: tokens than one text alone. test_translator_agreement.py covers those precisions.
+    contract_cases: ClassVar[tuple[tuple[str | None, dict[str, Any]], ...]] = (
+        ("tiny_marian", {"max_new_tokens": 12}),
+        ("tiny_nllb", {"max_new_tokens": 12}),
+    )
+
+    model_obj: Any = None
+    device: str = "cpu"
+
+    def _opts(self) -> TransformersOptions:
+        assert isinstance(self.options, TransformersOptions)
+        return self.options
+
+    def _pick_device(self, torch: Any) -> str:
+        want = self._opts().device
+        cuda = torch.cuda.is_available()
+        mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+        if want == "auto":
+            return "cuda" if cuda else "mps" if mps else "cpu"
+        if want == "cuda" and not cuda:
+            built = torch.version.cuda
+            why = (
+                f"torch {torch.__version__} has CUDA {built} but sees no GPU"
+                if built
+                else f"torch {torch.__version__} is a CPU-only build"
+            )
+            raise BackendUnavailable(
+                f"device 'cuda' requested but CUDA is not available: {why}; use device: cpu or auto"
+            )
+        if want == "mps" and not mps:
+            raise BackendUnavailable(
+                "device 'mps' requested but Metal (MPS) is not available: it needs macOS on Apple silicon; "
+                "use device: cpu or auto"
+            )
+        return want
+
+    def _load(self) -> None:
+        import torch
+        from transformers import AutoModelForSeq2SeqLM
+
+        opts = self._opts()
+        info = self.info
+        tok = self.load_tokenizer()
+        device = self._pick_device(torch)
+        if device == "cpu" and opts.dtype == "float16":
+            raise BackendUnavailable(
+                "dtype 'float16' needs cuda or mps, and device 'auto' found neither here; use bfloat16 or float32"
+            )
+        if opts.quantize == "int8" and device != "cpu":
+            raise BackendUnavailable(
+                f"quantize 'int8' runs on cpu only and device 'auto' chose {device!r}; set device: cpu"
+            )
+        try:
+            model = AutoModelForSeq2SeqLM.from_pretrained(str(info.path), dtype=getattr(torch, opts.dtype))
+        except Exception as exc:
+            raise BackendUnavailable(f"cannot load model {info.spec!r} from {info.path}: {exc}") from exc
+        model = model.to(device).eval()
+        if opts.quantize == "int8":
+            # quantize_dynamic is deprecated in favour of torchao, yet it is the one int8 path
+            # that ships with torch itself and needs no extra package.
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        if opts.compile:
+            # Decoder steps call forward(); the encoder runs once per request and stays eager.
+            model.forward = torch.compile(model.forward, backend=opts.compile_backend, dynamic=True)
+        gen = copy.deepcopy(model.generation_config)
+        gen.do_sample = False
+        gen.num_beams = opts.num_beams
+        gen.num_return_sequences = 1
+        gen.max_new_tokens = None
+        gen.min_new_tokens = None
+        # The target language goes in as decoder prefix (the same tokens the other runtimes
+        # get), and hitting max_new_tokens should not force an EOS other runtimes lack.
+        gen.forced_bos_token_id = None
+        gen.forced_eos_token_id = None
+        gen.suppress_tokens = tok.suppressed_ids()
+        gen.pad_token_id = tok.pad_id
+        gen.eos_token_id = tok.eos_id
+        gen.decoder_start_token_id = tok.decoder_start_id
+        for sampling_only in ("temperature", "top_p", "top_k"):
+            if hasattr(gen, sampling_only):
+                setattr(gen, sampling_only, None)
+        # generate() fills every unset (None) field from model.generation_config, so the
+        # cleaned config must be the model's own for the None values above to stick.
+        model.generation_config = gen
+        self._gen = gen
+        self._torch = torch
+        self.model_obj = model
+        self.device = device
+
+    def generate_ids(self, texts: list[str], source_lang: str, target_lang: str) -> list[list[int]]:
+        """Generated ids per text: the target prefix (NLLB/M2M100 language token), then the
+        translation, without decoder start or EOS. For agreement tests across runtimes."""
+        self._ensure_loaded()
+        tok = self.tokenizer
+        assert tok is not None
+        opts = self._opts()
+        torch = self._torch
+        prefix = tok.target_prefix_ids(target_lang)
+        start = [tok.decoder_start_id, *prefix]
+        gen = copy.copy(self._gen)
+        max_new = tok.max_new_tokens(opts.max_new_tokens, len(prefix))
+        # Lengths as totals over the decoder input (start + prefix), which is what
+        # max_length means for encoder-decoders; max_new_tokens would warn against it.
+        gen.max_length = len(start) + max_new
+        gen.min_length = len(start) + min(opts.min_new_tokens, max_new)
+        sources = [tok.source_ids(t, source_lang, target_lang) for t in texts]
+        results: list[list[int]] = [[] for _ in texts]
+        for batch in length_sorted_batches([len(s) for s in sources], opts.batch_size):
+            longest = max(len(sources[i]) for i in batch)
+            ids = [sources[i] + [tok.pad_id] * (longest - len(sources[i])) for i in batch]
+            mask = [[1] * len(sources[i]) + [0] * (longest - len(sources[i])) for i in batch]
+            with torch.inference_mode():
+                out = self.model_obj.generate(
+                    input_ids=torch.tensor(ids, device=self.device),
+                    attention_mask=torch.tensor(mask, device=self.device),
+                    decoder_input_ids=torch.tensor([start] * len(batch), device=self.device),
+                    generation_config=gen,
+                )
+            for row, i in zip(out.tolist(), batch, strict=True):
+                results[i] = prefix + tok.strip_output(row, len(start))
+        return results
+
+    def health(self) -> dict[str, Any]:
+        """Liveness plus where and how the model runs."""
+        report = super().health()
+        if self.loaded:
+            opts = self._opts()
+            report.update(device=self.device, dtype=opts.dtype, quantize=opts.quantize)
+        return report
+
+    def close(self) -> None:
+        """Drops the model (and frees GPU memory when it was on cuda)."""
+        if self.model_obj is not None and self.device == "cuda":
+            self.model_obj = None
+            self._torch.cuda.empty_cache()
+        self.model_obj = None
+        super().close()

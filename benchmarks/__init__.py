@@ -1,0 +1,1 @@
+"""hayaku's own measurements: interleaved runs, medians and ratios, tables under results/."""

@@ -1,0 +1,124 @@
+"""The translator deployment: builds its backend from the stage config and delegates to it.
+
+``TranslatorReplica`` is a plain class (the ingress runs it in-process when the graph is
+colocated); ``Translator`` is the same class as a Ray Serve deployment. Concurrent
+requests are grouped by ``@serve.batch``; blocking backend calls run in a worker thread so
+the replica's event loop keeps accepting requests while a batch is computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, cast
+
+from ray import serve
+
+from backends import registry
+from backends.base import Translator as TranslatorBackend
+from backends.errors import HayakuError
+from serve.config import BatchConfig, merge_update
+
+log = logging.getLogger("hayaku.translator")
+
+WARMUP_TEXT = "Hello."
+
+
+def build_translator(stage: dict[str, Any], max_chars: int, source_lang: str, target_lang: str) -> TranslatorBackend:
+    """Builds, loads and warms up (one short request) the stage's backend; blocking."""
+    backend = registry.create_translator(
+        stage["backend"], stage.get("model"), stage.get("options"), max_chars=max_chars
+    )
+    backend.load()
+    backend.translate([WARMUP_TEXT], source_lang, target_lang)
+    return backend
+
+
+class TranslatorReplica:
+    """Holds one loaded translator backend; swaps it on ``reconfigure``."""
+
+    def __init__(self, stage: dict[str, Any], max_chars: int, source_lang: str, target_lang: str) -> None:
+        self._base = dict(stage)
+        self._max_chars = max_chars
+        self._langs = (source_lang, target_lang)
+        self._stage = dict(stage)
+        self._backend = build_translator(self._stage, max_chars, source_lang, target_lang)
+        self._apply_batch(self._stage.get("batch"))
+        log.info("translator ready: %s (loaded in %.0f ms)", self._backend.describe(), self._backend.load_ms or 0)
+
+    def _apply_batch(self, batch: Any) -> None:
+        cfg = BatchConfig.model_validate(batch or {})
+        batched = cast(Any, self._batched)  # serve.batch adds these setters to the method
+        batched.set_max_batch_size(cfg.max_batch_size)
+        batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Applies a ``user_config`` live: new backend/model/options are built and warmed, then swapped in."""
+        new = merge_update(self._base, user_config, "translator", "user_config")
+        if new == self._stage:
+            return
+        rebuild = {k: new.get(k) for k in ("backend", "model", "options")} != {
+            k: self._stage.get(k) for k in ("backend", "model", "options")
+        }
+        if rebuild:
+            backend = await asyncio.to_thread(build_translator, new, self._max_chars, *self._langs)
+            old, self._backend = self._backend, backend
+            old.close()
+        self._apply_batch(new.get("batch"))
+        self._stage = new
+        log.info("translator reconfigured: %s", self.describe())
+
+    def check_health(self) -> None:
+        """Raises when the backend reports itself unhealthy (Ray then replaces the replica)."""
+        health = self._backend.health()
+        if not health.get("ok"):
+            raise RuntimeError(f"translator backend unhealthy: {health}")
+
+    def health(self) -> dict[str, Any]:
+        return self._backend.health()
+
+    def describe(self) -> dict[str, Any]:
+        """What runs now (after any reconfigure), for GET /v1/graph."""
+        return {
+            **self._backend.describe(),
+            "batch": BatchConfig.model_validate(self._stage.get("batch") or {}).model_dump(),
+            "load_ms": self._backend.load_ms,
+            "pid": os.getpid(),
+        }
+
+    async def translate(self, text: str, source_lang: str, target_lang: str) -> dict[str, Any] | HayakuError:
+        """Translates one sentence; concurrent calls share backend calls.
+
+        Returns the TranslationResult as a dict, or the HayakuError (bad request, backend
+        unavailable) as a value: an expected error is data for the ingress, not a crash
+        for Ray to log with a traceback.
+        """
+        try:
+            # Validated alone first, so one bad request fails by itself instead of failing its batch.
+            src, tgt = self._backend.validate_request([text], source_lang, target_lang)
+        except HayakuError as exc:
+            return exc
+        result: dict[str, Any] | HayakuError = await self._batched((text, src, tgt))
+        return result
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
+    async def _batched(self, items: list[tuple[str, str, str]]) -> list[dict[str, Any] | HayakuError]:
+        backend = self._backend  # a reconfigure mid-batch must not mix two backends in one call
+        out: list[dict[str, Any] | HayakuError | None] = [None] * len(items)
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, (_, src, tgt) in enumerate(items):
+            groups.setdefault((src, tgt), []).append(i)
+        for (src, tgt), idx in groups.items():
+            try:
+                results = await asyncio.to_thread(backend.translate, [items[i][0] for i in idx], src, tgt)
+            except HayakuError as exc:
+                for i in idx:
+                    out[i] = exc
+                continue
+            for i, r in zip(idx, results, strict=True):
+                out[i] = r.to_dict()
+        return [r for r in out if r is not None]
+
+
+Translator = serve.deployment(name="Translator", max_ongoing_requests=32, health_check_period_s=10)(TranslatorReplica)

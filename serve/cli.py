@@ -1,0 +1,189 @@
+"""The ``hayaku`` command: say, backends, models, graph, bench.
+
+Serving itself is Ray's own ``serve run configs/fast.yaml``; this CLI covers the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from backends.errors import HayakuError
+
+DEFAULT_TEXT = "Hello, how are you today?"
+
+
+def _parse_kv(pairs: list[str] | None) -> dict[str, Any]:
+    """``-O num_beams=3 -O dtype=bfloat16`` -> {"num_beams": 3, "dtype": "bfloat16"} (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise SystemExit(f"option {p!r} must look like key=value")
+        k, v = p.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def cmd_backends(ns: argparse.Namespace) -> int:
+    from backends.registry import status
+
+    rows = status()
+    if ns.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    width = max(len(r["name"]) for r in rows)
+    for role in ("translator", "speaker"):
+        print(f"{role}s:")
+        for r in (r for r in rows if r["role"] == role):
+            mark = "available  " if r["available"] else "unavailable"
+            tag = " (synthetic: tests/benchmarks only)" if r["synthetic"] else ""
+            reason = f"  {r['reason']}" if r["reason"] else ""
+            print(f"  {r['name']:<{width}}  {mark}{tag}{reason}")
+    return 0
+
+
+def cmd_models(ns: argparse.Namespace) -> int:
+    from backends import store
+
+    store._load_bundled_registry()
+    if ns.action == "list":
+        for name, (desc, _build, unavailable) in sorted(store.BUNDLED.items()):
+            reason = unavailable()
+            print(f"{name}: {desc}\n  {'installed' if reason is None else 'missing: ' + reason}")
+        print(f"cache: {store.home()}")
+        return 0
+    names = ns.names or sorted(store.BUNDLED)
+    for name in names:
+        if name not in store.BUNDLED:
+            raise HayakuError(f"unknown bundled model {name!r}; bundled: {', '.join(sorted(store.BUNDLED))}")
+        ref = store.resolve(name)
+        print(f"{name}: ready at {ref.path}")
+    return 0
+
+
+def _pipeline(ns: argparse.Namespace) -> Any:
+    """Builds the in-process pipeline from a Serve YAML (default configs/fast.yaml) plus CLI overrides."""
+    from backends import SpeechTranslator, create_speaker, create_translator
+    from serve.auto import resolve_graph
+    from serve.config import GraphArgs, load_app_args
+
+    cfg_path = Path(ns.config) if ns.config else None
+    if cfg_path is None and Path("configs/fast.yaml").is_file():
+        cfg_path = Path("configs/fast.yaml")
+    args = load_app_args(cfg_path) if cfg_path else GraphArgs()
+    data = args.model_dump()
+    if ns.translator:
+        data["translator"] = {"backend": ns.translator, "model": ns.model, "options": _parse_kv(ns.option)}
+    if ns.speaker:
+        data["speaker"] = {"backend": ns.speaker, "voice": ns.voice, "options": _parse_kv(ns.speaker_option)}
+    elif ns.voice:
+        data["speaker"]["voice"] = ns.voice
+    resolved = resolve_graph(GraphArgs.model_validate(data))
+    t, s = resolved.translator, resolved.speaker
+    print(f"translator: {t.backend} {t.model or ''} {t.options}  ({t.reason})", file=sys.stderr)
+    print(f"speaker:    {s.backend} voice={s.voice} {s.options}  ({s.reason})", file=sys.stderr)
+    translator = create_translator(t.backend, model=t.model, options=t.options)
+    speaker = create_speaker(s.backend, model=s.model, options=s.options, voice=s.voice)
+    return SpeechTranslator(
+        translator,
+        speaker,
+        source_lang=ns.source_lang or args.source_lang,
+        target_lang=ns.target_lang or args.target_lang,
+    )
+
+
+def cmd_say(ns: argparse.Namespace) -> int:
+    pipe = _pipeline(ns)
+    text = " ".join(ns.text) if ns.text else DEFAULT_TEXT
+    if text == "-":
+        text = sys.stdin.read()
+    print("loading models ...", file=sys.stderr, flush=True)
+    pipe.load()
+    out = pipe.run(text, speed=ns.speed)
+    fmt = ns.format or (Path(ns.output).suffix.lstrip(".") if ns.output else "wav")
+    data = out.encode(fmt)
+    Path(ns.output).write_bytes(data)
+    print(out.translation)
+    t = out.timings_ms
+    print(
+        f"translate {t['translate']:.0f} ms, synthesize {t['synthesize']:.0f} ms, total {t['total']:.0f} ms; "
+        f"{out.duration_s:.2f} s of audio at {out.sample_rate} Hz -> {ns.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_graph(ns: argparse.Namespace) -> int:
+    from serve.auto import resolve_graph
+    from serve.config import load_app_args
+
+    resolved = resolve_graph(load_app_args(Path(ns.config)))
+    print(json.dumps(resolved.describe(), indent=1, default=str))
+    return 0
+
+
+def cmd_bench(ns: argparse.Namespace, rest: list[str]) -> int:
+    import importlib
+
+    module = {"translate": "benchmarks.translate", "overhead": "benchmarks.overhead"}[ns.what]
+    return int(importlib.import_module(module).main(rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hayaku", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("say", help="translate English text and speak it in Japanese, in-process (no Ray)")
+    s.add_argument("text", nargs="*", help=f"text to translate ('-' reads stdin; default {DEFAULT_TEXT!r})")
+    s.add_argument("-o", "--output", default="hayaku.wav", help="output audio file (default hayaku.wav)")
+    s.add_argument("-f", "--format", choices=["wav", "pcm", "flac"], help="audio format (default: from -o suffix)")
+    s.add_argument("-c", "--config", help="Serve YAML to take the stages from (default configs/fast.yaml if present)")
+    s.add_argument("--translator", help="translator backend (overrides the config), e.g. llm, ctranslate2, echo")
+    s.add_argument("--model", help="translator model: bundled name, local folder or hub id")
+    s.add_argument("-O", "--option", action="append", help="translator option key=value (repeatable)")
+    s.add_argument("--speaker", help="speaker backend (overrides the config), e.g. kokoro, openjtalk")
+    s.add_argument("--voice", help="speaker voice, e.g. jf_alpha")
+    s.add_argument("-S", "--speaker-option", action="append", help="speaker option key=value (repeatable)")
+    s.add_argument("--speed", type=float, default=1.0, help="speech speed, 0.25-4.0 (default 1.0)")
+    s.add_argument("--source-lang", help="source language (default from config: en)")
+    s.add_argument("--target-lang", help="target language (default from config: ja)")
+
+    b = sub.add_parser("backends", help="list every backend and whether it runs on this machine")
+    b.add_argument("--json", action="store_true", help="machine-readable output")
+
+    m = sub.add_parser("models", help="bundled offline models: list, or prepare (join/convert, cached)")
+    m.add_argument("action", choices=["list", "prepare"])
+    m.add_argument("names", nargs="*", help="bundled model names (default: all)")
+
+    g = sub.add_parser("graph", help="validate a Serve YAML and show the backends it resolves to here")
+    g.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
+
+    be = sub.add_parser("bench", help="run a benchmark (see benchmarks/); extra args go to it")
+    be.add_argument("what", choices=["translate", "overhead"])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns, rest = parser.parse_known_args(argv)
+    if ns.cmd != "bench" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if ns.cmd == "bench":
+            return cmd_bench(ns, rest)
+        handler = {"say": cmd_say, "backends": cmd_backends, "models": cmd_models, "graph": cmd_graph}[ns.cmd]
+        return handler(ns)
+    except HayakuError as exc:
+        print(f"hayaku: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""One Ray (and one Serve HTTP proxy on a free loopback port) per test session."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="integration tests need Ray Serve: pip install 'hayaku[serve]'")
+serve = pytest.importorskip("ray.serve")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def serve_port() -> Iterator[int]:
+    """Starts Ray bound to loopback and Serve's proxy on a free port; shuts both down at the end."""
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        yield port
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+NO_CPU = {name: {"ray_actor_options": {"num_cpus": 0}} for name in ("Ingress", "Translator", "Speaker")}
+
+
+def deploy(args: dict[str, Any], name: str, route_prefix: str) -> None:
+    """serve.run of the hayaku graph built from ``args``; no CPU reservations, so several apps fit 2 cores."""
+    from serve.app import graph_app
+    from serve.auto import resolve_graph
+
+    over = {"Ingress": NO_CPU["Ingress"]} if args.get("colocate") else NO_CPU
+    serve.run(graph_app(resolve_graph(args), over), name=name, route_prefix=route_prefix)
+
+
+@pytest.fixture(scope="session")
+def deploy_graph(serve_port: int) -> Any:
+    """``deploy(args, name, route_prefix)``: runs a hayaku graph in the session's Serve."""
+    return deploy

@@ -1,0 +1,281 @@
+"""Tiny random seq2seq MT models, built in seconds and saved as ordinary HF folders.
+
+No hub: tokenizers are trained in memory on the sentences below, weights are random.
+``init_std=1.0`` spreads the logits far apart, so greedy decoding never ties and every
+runtime (torch float32, bfloat16, int8, CTranslate2, ONNX) picks the same tokens.
+
+Also writes a config with the exact ``facebook/nllb-200-distilled-600M`` architecture, so
+benchmarks can time every backend at the real size with random weights.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+ENGLISH = [
+    "Hello, how are you today?",
+    "The weather is nice this morning.",
+    "I would like a cup of coffee, please.",
+    "Where is the nearest train station?",
+    "Thank you very much for your help.",
+    "My name is Taro and I live in Tokyo.",
+    "This book is very interesting.",
+    "Can you speak more slowly?",
+    "We are going to the park tomorrow.",
+    "The meeting starts at three o'clock.",
+    "Please open the window.",
+    "How much does this cost?",
+    "I am learning Japanese every day.",
+    "The cat is sleeping on the sofa.",
+    "It is raining, so take an umbrella.",
+    "Good night and sweet dreams.",
+    "Speech translation should be fast.",
+    "She bought fresh fish at the market.",
+    "Do you have any questions?",
+    "Let's eat dinner together.",
+]
+JAPANESE = [
+    "こんにちは、今日はお元気ですか？",
+    "今朝は天気がいいです。",
+    "コーヒーを一杯ください。",
+    "一番近い駅はどこですか？",
+    "手伝ってくれて本当にありがとう。",
+    "私の名前は太郎で、東京に住んでいます。",
+    "この本はとても面白いです。",
+    "もっとゆっくり話してくれますか？",
+    "明日は公園に行きます。",
+    "会議は三時に始まります。",
+    "窓を開けてください。",
+    "これはいくらですか？",
+    "毎日日本語を勉強しています。",
+    "猫がソファーで寝ています。",
+    "雨が降っているので、傘を持って行ってください。",
+    "おやすみなさい、いい夢を。",
+    "音声翻訳は速くなければならない。",
+    "彼女は市場で新鮮な魚を買いました。",
+    "何か質問はありますか？",
+    "一緒に晩ご飯を食べましょう。",
+]
+
+#: NLLB codes the tiny NLLB tokenizer knows: a subset, so "unsupported language" is testable
+TINY_NLLB_CODES = ("eng_Latn", "jpn_Jpan", "fra_Latn", "deu_Latn", "zho_Hans")
+
+_TINY_DIMS: dict[str, Any] = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 512,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "init_std": 1.0,
+}
+
+
+def _train_spm(vocab_size: int) -> bytes:
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(ENGLISH + JAPANESE),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        # Marian's vocab.json holds the specials; keep the spm model free of control ids
+        # beyond the defaults so piece ids never leak into the model vocabulary.
+        bos_id=-1,
+        eos_id=-1,
+        unk_id=0,
+        minloglevel=2,
+        num_threads=1,
+    )
+    return buf.getvalue()
+
+
+def build_tiny_marian(out: Path, seed: int = 0, init_std: float = 1.0) -> Path:
+    """A MarianMT en->ja with d_model 32 and 2+2 layers; ``<pad>`` is the last vocabulary id."""
+    import sentencepiece as spm
+    import torch
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel, MarianTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    model_bytes = _train_spm(200)
+    sp = spm.SentencePieceProcessor(model_proto=model_bytes)
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size()) if sp.id_to_piece(i) != "<unk>"]
+    # CTranslate2 drops a trailing <pad> (the decoder starts from a zero embedding there),
+    # so <pad> must be last for the two runtimes to share token ids.
+    vocab = {"</s>": 0, "<unk>": 1}
+    for p in pieces:
+        vocab.setdefault(p, len(vocab))
+    vocab["<pad>"] = len(vocab)
+    (out / "source.spm").write_bytes(model_bytes)
+    (out / "target.spm").write_bytes(model_bytes)
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    tok = MarianTokenizer(
+        source_spm=str(out / "source.spm"),
+        target_spm=str(out / "target.spm"),
+        vocab=str(out / "vocab.json"),
+        source_lang="en",
+        target_lang="ja",
+    )
+    pad = vocab["<pad>"]
+    config = MarianConfig(
+        vocab_size=len(vocab),
+        decoder_vocab_size=len(vocab),
+        pad_token_id=pad,
+        eos_token_id=0,
+        decoder_start_token_id=pad,
+        forced_eos_token_id=0,
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        # Untied output projection: with init_std=1.0 a tied one makes the decoder repeat
+        # its previous token forever, which would make agreement tests trivially true.
+        tie_word_embeddings=False,
+        activation_function="swish",
+        **{**_TINY_DIMS, "init_std": init_std},
+    )
+    torch.manual_seed(seed)
+    model = MarianMTModel(config).eval()
+    # Real Marian checkpoints never emit <pad>; say so, as their generation configs do.
+    model.generation_config = GenerationConfig(
+        bad_words_ids=[[pad]],
+        decoder_start_token_id=pad,
+        eos_token_id=0,
+        pad_token_id=pad,
+        forced_eos_token_id=0,
+        max_length=64,
+        num_beams=1,
+    )
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _train_bpe_vocab(reserved: list[str], n_merges_vocab: int) -> tuple[dict[str, int], Any]:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    trainer = trainers.BpeTrainer(vocab_size=n_merges_vocab, special_tokens=reserved, show_progress=False)
+    bpe.train_from_iterator(ENGLISH + JAPANESE, trainer=trainer)
+    state = json.loads(bpe.to_str())["model"]
+    # the tokenizers BPE model wants (left, right) pairs; its JSON may hold "left right" strings
+    merges = [tuple(m.split(" ", 1)) if isinstance(m, str) else (m[0], m[1]) for m in state["merges"]]
+    return dict(state["vocab"]), merges
+
+
+def build_tiny_nllb(out: Path, seed: int = 0, init_std: float = 1.0) -> Path:
+    """An M2M100-architecture model with an NLLB tokenizer (eng_Latn, jpn_Jpan, ... codes)."""
+    import torch
+    from transformers import GenerationConfig, M2M100Config, M2M100ForConditionalGeneration, NllbTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _train_bpe_vocab(["<s>", "<pad>", "</s>", "<unk>"], 300)
+    tok = NllbTokenizer(vocab=vocab, merges=merges, extra_special_tokens=list(TINY_NLLB_CODES), src_lang="eng_Latn")
+    config = M2M100Config(
+        vocab_size=len(tok),
+        bos_token_id=0,
+        pad_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        scale_embedding=True,
+        activation_function="relu",
+        tie_word_embeddings=False,
+        **{**_TINY_DIMS, "init_std": init_std},
+    )
+    torch.manual_seed(seed)
+    model = M2M100ForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, max_length=64, num_beams=1
+    )
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+#: facebook/nllb-200-distilled-600M's config.json, written out (no hub)
+NLLB_600M_CONFIG: dict[str, Any] = {
+    "architectures": ["M2M100ForConditionalGeneration"],
+    "model_type": "m2m100",
+    "vocab_size": 256206,
+    "d_model": 1024,
+    "encoder_layers": 12,
+    "decoder_layers": 12,
+    "encoder_attention_heads": 16,
+    "decoder_attention_heads": 16,
+    "encoder_ffn_dim": 4096,
+    "decoder_ffn_dim": 4096,
+    "encoder_layerdrop": 0,
+    "decoder_layerdrop": 0,
+    "max_position_embeddings": 1024,
+    "activation_function": "relu",
+    "dropout": 0.1,
+    "attention_dropout": 0.1,
+    "activation_dropout": 0.0,
+    "init_std": 0.02,
+    "scale_embedding": True,
+    "tie_word_embeddings": True,
+    "use_cache": True,
+    "is_encoder_decoder": True,
+    "bos_token_id": 0,
+    "pad_token_id": 1,
+    "eos_token_id": 2,
+    "decoder_start_token_id": 2,
+    "max_length": 200,
+    "tokenizer_class": "NllbTokenizer",
+}
+
+
+def build_nllb_600m_random(out: Path, seed: int = 0, with_tokenizer: bool = True) -> Path:
+    """A randomly initialised model with the exact NLLB-200-distilled-600M architecture.
+
+    Speed does not depend on weight values, so this times every backend at the real size.
+    The tokenizer is the tiny one (its ids are all < 256206); benchmarks force the output
+    length (e.g. 24 new tokens) because random weights stop at arbitrary points.
+    """
+    import torch
+    from transformers import GenerationConfig, M2M100Config, M2M100ForConditionalGeneration
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = {k: v for k, v in NLLB_600M_CONFIG.items() if k not in ("architectures", "model_type", "max_length")}
+    config = M2M100Config(**cfg)
+    config.architectures = ["M2M100ForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = M2M100ForConditionalGeneration(config).eval()
+    model.generation_config = GenerationConfig(
+        bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, max_length=200, num_beams=1
+    )
+    model.save_pretrained(out)
+    if with_tokenizer:
+        tiny = out / ".tiny-tokenizer"
+        build_tiny_nllb(tiny, seed=seed)
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(tiny)).save_pretrained(out)
+        import shutil
+
+        shutil.rmtree(tiny, ignore_errors=True)
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - manual helper
+    import sys
+    import time
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/hayaku-tiny")
+    t0 = time.perf_counter()
+    build_tiny_marian(target / "marian")
+    t1 = time.perf_counter()
+    build_tiny_nllb(target / "nllb")
+    t2 = time.perf_counter()
+    print(f"marian {t1 - t0:.2f}s nllb {t2 - t1:.2f}s -> {target}")

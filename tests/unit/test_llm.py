@@ -1,0 +1,223 @@
+"""The ``llm`` backend on a tiny random chat model (both runtimes), and its output cleaning."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends.errors import BackendUnavailable, InvalidRequest
+from backends.llm_mt import (
+    DEFAULT_MODEL,
+    LLMTranslator,
+    clean_translation,
+    ct2_storage_quantization,
+    end_of_turn_ids,
+    has_script,
+)
+from backends.registry import create_translator
+
+pytest.importorskip("transformers", reason="the llm backend needs transformers: pip install 'hayaku[llm]'")
+
+TEXTS = ["Hello, how are you today?", "Thank you very much for your help.", "Good night."]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # CTranslate2 conversions of the tiny model go to a throwaway home, not the user's cache.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HAYAKU_HOME", str(tmp_path_factory.mktemp("hayaku_home")))
+        yield
+
+
+def _tiny(model: Path, **options: object) -> LLMTranslator:
+    tr = LLMTranslator(str(model), {"max_new_tokens": 6, "device": "cpu", **options})
+    tr.load()
+    return tr
+
+
+# -- output cleaning (pure function, realistic chat-model answers) ----------------------------
+
+SRC = "Hello, how are you today?"
+JA = "こんにちは、お元気ですか？"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        JA,
+        f"  {JA}\n",
+        f"「{JA}」",
+        f'"{JA}"',
+        f"Translation: {JA}",
+        f"Japanese: {JA}",
+        f"日本語：{JA}",
+        f"Sure! Here is the translation:\n\n{JA}",
+        f"Here's the Japanese translation:\n{JA}\n\n(Konnichiwa, ogenki desu ka?)",
+        f"{JA} (Konnichiwa, ogenki desu ka?)",
+        f"{JA}\nKonnichiwa, ogenki desu ka?",
+        f"{JA}\n\nNote: this is a polite greeting.",
+        f"```\n{JA}\n```",
+        f"**Translation:** {JA}",
+    ],
+)
+def test_clean_translation_keeps_only_the_japanese(raw: str) -> None:
+    assert clean_translation(raw, "ja", SRC) == JA
+
+
+def test_clean_translation_keeps_as_many_lines_as_the_source() -> None:
+    src = "Good morning.\nSee you later."
+    raw = "おはようございます。\nまたね。\n\nExplanation: casual phrases."
+    assert clean_translation(raw, "ja", src) == "おはようございます。\nまたね。"
+    assert clean_translation(raw, "ja", "Good morning.") == "おはようございます。"
+
+
+def test_clean_translation_keeps_quotes_the_source_had() -> None:
+    assert clean_translation("「はい」", "ja", "\u201cYes\u201d") == "「はい」"
+    assert clean_translation('"はい"', "ja", "Yes") == "はい"
+
+
+def test_clean_translation_latin_target_drops_the_preamble() -> None:
+    raw = "Sure, here is the translation:\n\nBonjour, comment allez-vous aujourd'hui ?\n\nNote: formal register."
+    assert clean_translation(raw, "fr", SRC) == "Bonjour, comment allez-vous aujourd'hui ?"
+
+
+def test_clean_translation_keeps_a_translation_that_starts_like_a_preamble() -> None:
+    assert clean_translation("Here is the station.", "en", "ここが駅です。") == "Here is the station."
+    assert clean_translation("Sure, I can help.", "en", "はい、手伝えます。") == "Sure, I can help."
+    assert clean_translation("Here is the translation:\nSure, I can help.", "en", "はい") == "Sure, I can help."
+
+
+def test_clean_translation_never_returns_nothing_for_some_output() -> None:
+    # No Japanese at all (a confused model): the answer is returned, not swallowed.
+    assert clean_translation("I cannot translate that.", "ja", SRC) == "I cannot translate that."
+    assert clean_translation("", "ja", SRC) == ""
+
+
+def test_has_script() -> None:
+    assert has_script("カタカナ", "ja") and has_script("ひらがな", "ja") and has_script("漢字", "ja")
+    assert not has_script("romaji only", "ja")
+    assert has_script("안녕", "ko") and not has_script("hello", "fr")
+
+
+def test_ct2_storage_follows_compute_type() -> None:
+    assert ct2_storage_quantization("int8") == "int8"
+    assert ct2_storage_quantization("int8_float16") == "int8"
+    assert ct2_storage_quantization("auto") == "int8"
+    assert ct2_storage_quantization("float32") == "float32"
+
+
+# -- options and availability ------------------------------------------------------------------
+
+
+def test_default_model_is_the_bundled_one() -> None:
+    tr = create_translator("llm")
+    assert tr.model == DEFAULT_MODEL
+    assert tr.describe()["options"]["runtime"] == "ctranslate2"
+
+
+@pytest.mark.parametrize(
+    "options, needle",
+    [
+        ({"runtime": "onnx"}, "'onnx'"),
+        ({"compute_type": "int4"}, "'int4'"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"beam": 3}, "unknown option"),
+    ],
+)
+def test_bad_options_are_rejected_with_the_value(options: dict[str, object], needle: str) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        LLMTranslator(None, options)
+    assert needle in str(err.value)
+
+
+def test_missing_model_is_reported_cheaply(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    reason = LLMTranslator.unavailable_reason(str(missing))
+    assert reason is not None and str(missing) in reason
+    with pytest.raises(BackendUnavailable):
+        LLMTranslator(str(missing)).load()
+
+
+def test_model_without_chat_template_is_unavailable(tiny_llm: Path, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_llm, plain)
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((plain / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BackendUnavailable, match="chat template"):
+        _tiny(plain, runtime="transformers")
+
+
+# -- end to end on the tiny model ----------------------------------------------------------------
+
+
+def test_prompt_uses_the_chat_template_and_language_names(tiny_llm: Path) -> None:
+    tr = _tiny(tiny_llm, runtime="transformers")
+    prompt = tr._tokenizer.decode(tr.prompt_ids("Hello there", "en", "ja"))
+    assert prompt.startswith("<|im_start|>system\n")
+    assert "English" in prompt and "Japanese" in prompt
+    assert "<|im_start|>user\nHello there<|im_end|>" in prompt
+    assert prompt.endswith("<|im_start|>assistant\n")
+    custom = LLMTranslator(str(tiny_llm), {"system_prompt": "Render {source} as {target}. {braces} stay."})
+    assert custom.system_prompt("en", "fr") == "Render English as French. {braces} stay."
+
+
+def test_end_of_turn_includes_im_end(tiny_llm: Path) -> None:
+    tr = _tiny(tiny_llm, runtime="transformers")
+    assert tr._tokenizer.convert_tokens_to_ids("<|im_end|>") in end_of_turn_ids(tr._tokenizer, tiny_llm)
+
+
+@pytest.mark.parametrize("runtime", ["transformers", "ctranslate2"])
+def test_translates_end_to_end(tiny_llm: Path, runtime: str) -> None:
+    pytest.importorskip("ctranslate2" if runtime == "ctranslate2" else "torch")
+    tr = _tiny(tiny_llm, runtime=runtime)
+    results = tr.translate(TEXTS, "en", "ja")
+    assert [r.source_text for r in results] == TEXTS
+    for r in results:
+        assert r.backend == "llm" and r.target_lang == "ja"
+        assert r.options["runtime"] == runtime
+        assert r.output_tokens is not None and 0 <= r.output_tokens <= 6
+        assert isinstance(r.text, str)
+    assert tr.health()["ok"] and tr.health()["runtime"] == runtime
+    tr.close()
+    assert not tr.health()["ok"]
+
+
+def _token_ids(tr: LLMTranslator, texts: list[str]) -> list[list[int]]:
+    prompts = [tr.prompt_ids(t, "en", "ja") for t in texts]
+    if tr.options.model_dump()["runtime"] == "ctranslate2":
+        return tr._generate_ct2(prompts)
+    return tr._generate_transformers(prompts)
+
+
+def test_runtimes_agree_and_batching_changes_nothing(tiny_llm: Path) -> None:
+    pytest.importorskip("ctranslate2")
+    torch_tr = _tiny(tiny_llm, runtime="transformers", dtype="float32")
+    ct2_tr = _tiny(tiny_llm, runtime="ctranslate2", compute_type="float32")
+    batched = _token_ids(torch_tr, TEXTS)
+    assert all(len(ids) > 0 for ids in batched)
+    assert [_token_ids(torch_tr, [t])[0] for t in TEXTS] == batched  # left padding is harmless
+    assert _token_ids(ct2_tr, TEXTS) == batched  # CTranslate2 float32 == torch float32
+    texts_torch = [r.text for r in torch_tr.translate(TEXTS, "en", "ja")]
+    assert [r.text for r in ct2_tr.translate(TEXTS, "en", "ja")] == texts_torch
+
+
+@pytest.mark.parametrize("runtime", ["transformers", "ctranslate2"])
+def test_generation_stops_at_end_of_turn(tiny_llm: Path, tmp_path: Path, runtime: str) -> None:
+    pytest.importorskip("ctranslate2" if runtime == "ctranslate2" else "torch")
+    free = _token_ids(_tiny(tiny_llm, runtime="transformers"), [TEXTS[0]])[0]
+    stop_at = next(i for i, t in enumerate(free) if t not in free[:i] and i > 0)
+    # Declare the token the model is about to produce an end-of-turn token.
+    model = tmp_path / "stops"
+    shutil.copytree(tiny_llm, model)
+    gen = json.loads((model / "generation_config.json").read_text())
+    gen["eos_token_id"] = [gen.get("eos_token_id"), free[stop_at]]
+    (model / "generation_config.json").write_text(json.dumps(gen))
+    tr = _tiny(model, runtime=runtime, **({"compute_type": "float32"} if runtime == "ctranslate2" else {}))
+    result = tr.translate([TEXTS[0]], "en", "ja")[0]
+    assert result.output_tokens == stop_at
