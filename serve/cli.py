@@ -130,7 +130,7 @@ def cmd_graph(ns: argparse.Namespace) -> int:
 def cmd_bench(ns: argparse.Namespace, rest: list[str]) -> int:
     import importlib
 
-    module = {"translate": "benchmarks.translate", "overhead": "benchmarks.overhead"}[ns.what]
+    module = {"translate": "benchmarks.translate", "speak": "benchmarks.speak", "overhead": "benchmarks.overhead"}[ns.what]
     return int(importlib.import_module(module).main(rest) or 0)
 
 
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
 
     be = sub.add_parser("bench", help="run a benchmark (see benchmarks/); extra args go to it")
-    be.add_argument("what", choices=["translate", "overhead"])
+    be.add_argument("what", choices=["translate", "speak", "overhead"])
     return p
 
 

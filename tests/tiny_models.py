@@ -203,6 +203,37 @@ def build_tiny_nllb(out: Path, seed: int = 0, init_std: float = 1.0) -> Path:
     return out
 
 
+def build_tiny_t5(out: Path, seed: int = 0) -> Path:
+    """A T5 (d_model 32) with a sentencepiece unigram vocabulary: exercises task prefixes."""
+    import sentencepiece as spm
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration, T5Tokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    sp = spm.SentencePieceProcessor(model_proto=_train_spm(200))
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size()) if sp.id_to_piece(i) != "<unk>"]
+    tok = T5Tokenizer(vocab=[("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces], extra_ids=0)
+    config = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=0,
+        eos_token_id=1,
+        initializer_factor=1.0,
+        dropout_rate=0.0,
+    )
+    config.tie_word_embeddings = False  # see build_tiny_marian: a tied head repeats tokens
+    config.decoder_start_token_id = 0  # T5 starts decoding from <pad>
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(config).eval().save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 #: facebook/nllb-200-distilled-600M's config.json, written out (no hub)
 NLLB_600M_CONFIG: dict[str, Any] = {
     "architectures": ["M2M100ForConditionalGeneration"],

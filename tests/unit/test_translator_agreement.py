@@ -26,7 +26,7 @@ from backends.store import ModelRef
 pytest.importorskip("torch", reason="agreement tests need torch: pip install 'hayaku[torch]'")
 pytest.importorskip("transformers", reason="agreement tests need transformers: pip install 'hayaku[torch]'")
 
-from tiny_models import ENGLISH, build_tiny_marian, build_tiny_nllb
+from tiny_models import ENGLISH, build_tiny_marian, build_tiny_nllb, build_tiny_t5
 
 TEXTS = ENGLISH[:6]
 MAX_NEW = 16
@@ -204,6 +204,21 @@ def test_marian_translates_its_fixed_pair_only(tiny_marian: Path) -> None:
         t.translate(["こんにちは。"], "ja", "en")
     assert "en->ja only" in str(exc.value)
     assert not t.loaded
+
+
+def test_t5_gets_its_task_prefix_and_runtimes_agree(tmp_path_factory: pytest.TempPathFactory) -> None:
+    model = build_tiny_t5(tmp_path_factory.mktemp("t5") / "model")
+    t = _loaded("transformers", model, max_new_tokens=MAX_NEW)
+    assert t.info.family == "t5" and t.supported_languages() == {"en", "de", "fr"}
+    tok = t.tokenizer
+    prefixed = tok.tok("translate English to German: Hello.")["input_ids"]
+    assert tok.source_ids("Hello.", "en", "de") == list(prefixed)
+    assert tok.target_prefix_ids("de") == []
+    ct2 = _loaded("ctranslate2", model, compute_type="float32", max_decoding_length=MAX_NEW)
+    assert ct2.generate_ids(TEXTS, "en", "fr") == t.generate_ids(TEXTS, "en", "fr")
+    with pytest.raises(InvalidRequest) as exc:
+        t.translate(["Hallo."], "de", "en")
+    assert "en->de" in str(exc.value)
 
 
 def _marian_folder(tmp_path: Path, name: str, tokenizer_config: dict[str, Any]) -> ModelRef:
