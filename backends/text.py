@@ -40,7 +40,7 @@ def _split_en(para: str) -> list[str]:
         end = m.end(1)
         candidate = para[start:end]
         last_word = candidate.rstrip(".!?…\"'”’)]").rsplit(" ", 1)[-1].lower()
-        if m.group(1).startswith(".") and (last_word in _ABBREV or len(last_word) == 1 and last_word.isalpha()):
+        if m.group(1).startswith(".") and (last_word in _ABBREV or (len(last_word) == 1 and last_word.isalpha())):
             continue
         out.append(candidate.strip())
         start = m.end()

@@ -17,7 +17,6 @@ import gc
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from backends.errors import HayakuError

@@ -70,31 +70,33 @@ def _pipeline(ns: argparse.Namespace) -> Any:
     """Builds the in-process pipeline from a Serve YAML (default configs/fast.yaml) plus CLI overrides."""
     from backends import SpeechTranslator, create_speaker, create_translator
     from serve.auto import resolve_graph
-    from serve.config import GraphArgs, load_app_args
+    from serve.config import GraphArgs, load_app_args, parse_args
 
     cfg_path = Path(ns.config) if ns.config else None
     if cfg_path is None and Path("configs/fast.yaml").is_file():
         cfg_path = Path("configs/fast.yaml")
-    args = load_app_args(cfg_path) if cfg_path else GraphArgs()
+    args = load_app_args(cfg_path)[0].args if cfg_path else GraphArgs.model_validate({})
     data = args.model_dump()
     if ns.translator:
         data["translator"] = {"backend": ns.translator, "model": ns.model, "options": _parse_kv(ns.option)}
+    elif ns.model or ns.option:
+        data["translator"].update({k: v for k, v in (("model", ns.model), ("options", _parse_kv(ns.option))) if v})
     if ns.speaker:
         data["speaker"] = {"backend": ns.speaker, "voice": ns.voice, "options": _parse_kv(ns.speaker_option)}
     elif ns.voice:
         data["speaker"]["voice"] = ns.voice
-    resolved = resolve_graph(GraphArgs.model_validate(data))
-    t, s = resolved.translator, resolved.speaker
-    print(f"translator: {t.backend} {t.model or ''} {t.options}  ({t.reason})", file=sys.stderr)
-    print(f"speaker:    {s.backend} voice={s.voice} {s.options}  ({s.reason})", file=sys.stderr)
-    translator = create_translator(t.backend, model=t.model, options=t.options)
-    speaker = create_speaker(s.backend, model=s.model, options=s.options, voice=s.voice)
-    return SpeechTranslator(
-        translator,
-        speaker,
-        source_lang=ns.source_lang or args.source_lang,
-        target_lang=ns.target_lang or args.target_lang,
-    )
+    for key in ("source_lang", "target_lang"):
+        if getattr(ns, key):
+            data[key] = getattr(ns, key)
+    resolved = resolve_graph(parse_args(data, "command line"))
+    print(resolved.summary(), file=sys.stderr)
+    t, s = resolved.translator_stage(), resolved.speaker_stage()
+    limits = resolved.args.limits
+    translator = create_translator(t["backend"], model=t["model"], options=t["options"], max_chars=limits.max_chars)
+    speaker = create_speaker(s["backend"], model=s["model"], options=s["options"], voice=s["voice"],
+                             max_chars=limits.max_chars)
+    return SpeechTranslator(translator, speaker, source_lang=resolved.args.source_lang,
+                            target_lang=resolved.args.target_lang)
 
 
 def cmd_say(ns: argparse.Namespace) -> int:
@@ -122,15 +124,38 @@ def cmd_graph(ns: argparse.Namespace) -> int:
     from serve.auto import resolve_graph
     from serve.config import load_app_args
 
-    resolved = resolve_graph(load_app_args(Path(ns.config)))
-    print(json.dumps(resolved.describe(), indent=1, default=str))
+    for app in load_app_args(Path(ns.config)):
+        resolved = resolve_graph(app.args)
+        print(json.dumps({"application": app.name, **resolved.to_dict()}, indent=1, default=str))
     return 0
+
+
+def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
+    """Validates the YAML in this process (exit 2 with the YAML path of a bad field), then execs `serve run`.
+
+    Ray's own `serve run file.yaml` builds the app inside its controller: a bad config is logged there
+    and the app goes DEPLOY_FAILED, but the command keeps running. This checks first and fails at once.
+    """
+    import os
+    import shutil
+
+    from serve.auto import resolve_graph
+    from serve.config import load_app_args
+
+    for app in load_app_args(Path(ns.config)):
+        print(resolve_graph(app.args).summary(), file=sys.stderr)
+    exe = shutil.which("serve", path=str(Path(sys.executable).parent)) or shutil.which("serve")
+    if not exe:
+        raise HayakuError("Ray Serve's `serve` command is not installed: pip install 'hayaku[serve]'")
+    os.execv(exe, [exe, "run", ns.config, *rest])
+    return 0  # pragma: no cover - execv does not return
 
 
 def cmd_bench(ns: argparse.Namespace, rest: list[str]) -> int:
     import importlib
 
-    module = {"translate": "benchmarks.translate", "speak": "benchmarks.speak", "overhead": "benchmarks.overhead"}[ns.what]
+    modules = {"translate": "benchmarks.translate", "speak": "benchmarks.speak", "overhead": "benchmarks.overhead"}
+    module = modules[ns.what]
     return int(importlib.import_module(module).main(rest) or 0)
 
 
@@ -160,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["list", "prepare"])
     m.add_argument("names", nargs="*", help="bundled model names (default: all)")
 
+    sv = sub.add_parser("serve", help="validate a Serve YAML here, then `serve run` it (extra args go to serve run)")
+    sv.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
+
     g = sub.add_parser("graph", help="validate a Serve YAML and show the backends it resolves to here")
     g.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
 
@@ -171,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
-    if ns.cmd != "bench" and rest:
+    if ns.cmd not in ("bench", "serve") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if ns.cmd == "bench":
             return cmd_bench(ns, rest)
+        if ns.cmd == "serve":
+            return cmd_serve(ns, rest)
         handler = {"say": cmd_say, "backends": cmd_backends, "models": cmd_models, "graph": cmd_graph}[ns.cmd]
         return handler(ns)
     except HayakuError as exc:

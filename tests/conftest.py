@@ -40,9 +40,10 @@ def build_tiny_llm(out: Path, seed: int = 0, chat_template: str | None = TINY_CH
     for token. The chat template is ChatML, as in Qwen's own models.
     """
     import torch
-    from tiny_models import ENGLISH, JAPANESE
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from benchmarks.models import ENGLISH, JAPANESE
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = Tokenizer(models.BPE())
@@ -92,7 +93,7 @@ def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random MarianMT en->ja (d_model 32), built once per session."""
     pytest.importorskip("transformers", reason="the tiny Marian needs transformers: pip install 'hayaku[torch]'")
     pytest.importorskip("sentencepiece", reason="the tiny Marian needs sentencepiece: pip install 'hayaku[torch]'")
-    from tiny_models import build_tiny_marian
+    from benchmarks.models import build_tiny_marian
 
     return build_tiny_marian(tmp_path_factory.mktemp("tiny_marian") / "model")
 
@@ -101,6 +102,6 @@ def tiny_marian(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_nllb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random M2M100 model with an NLLB tokenizer (eng_Latn, jpn_Jpan, ...)."""
     pytest.importorskip("transformers", reason="the tiny NLLB needs transformers: pip install 'hayaku[torch]'")
-    from tiny_models import build_tiny_nllb
+    from benchmarks.models import build_tiny_nllb
 
     return build_tiny_nllb(tmp_path_factory.mktemp("tiny_nllb") / "model")

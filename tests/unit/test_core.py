@@ -72,8 +72,9 @@ def test_audio_formats_roundtrip(fmt: str) -> None:
     elif fmt == "pcm":
         assert len(data) == 4800
     else:
-        import soundfile as sf
         import io
+
+        import soundfile as sf
         y, rate = sf.read(io.BytesIO(data), dtype="float32")
         assert rate == 24000 and np.max(np.abs(y - x)) < 1e-3
 

@@ -26,7 +26,7 @@ from backends.store import ModelRef
 pytest.importorskip("torch", reason="agreement tests need torch: pip install 'hayaku[torch]'")
 pytest.importorskip("transformers", reason="agreement tests need transformers: pip install 'hayaku[torch]'")
 
-from tiny_models import ENGLISH, build_tiny_marian, build_tiny_nllb, build_tiny_t5
+from benchmarks.models import ENGLISH, build_tiny_marian, build_tiny_nllb, build_tiny_t5
 
 TEXTS = ENGLISH[:6]
 MAX_NEW = 16
@@ -348,8 +348,9 @@ def test_torch_compile_gives_the_same_tokens(tiny_nllb: Path) -> None:
 
 def test_nllb_600m_config_is_the_real_architecture() -> None:
     import torch
-    from tiny_models import NLLB_600M_CONFIG
     from transformers import M2M100Config, M2M100ForConditionalGeneration
+
+    from benchmarks.models import NLLB_600M_CONFIG
 
     cfg = {k: v for k, v in NLLB_600M_CONFIG.items() if k not in ("architectures", "model_type", "max_length")}
     with torch.device("meta"):  # shapes only: no 2.4 GB of weights

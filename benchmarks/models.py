@@ -310,3 +310,16 @@ if __name__ == "__main__":  # pragma: no cover - manual helper
     build_tiny_nllb(target / "nllb")
     t2 = time.perf_counter()
     print(f"marian {t1 - t0:.2f}s nllb {t2 - t1:.2f}s -> {target}")
+
+
+def nllb600m_random(seed: int = 0) -> Path:
+    """The NLLB-600M-sized random model, built once under HAYAKU_HOME/bench (about 2.3 GB, ~1 min)."""
+    from backends import store
+
+    target = store.cache_dir("bench", "nllb-200-distilled-600M-random", seed, sorted(NLLB_600M_CONFIG.items()))
+    if store.is_built(target):
+        return target
+    store.progress(f"building a random model with the NLLB-200-distilled-600M architecture in {target} ...")
+    with store.building(target) as tmp:
+        build_nllb_600m_random(tmp, seed=seed)
+    return target
