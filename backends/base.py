@@ -63,9 +63,7 @@ def parse_options(cls: type[BackendOptions], raw: Any, where: str = "options") -
 def safe_name(value: str, what: str) -> str:
     """Voice and model names are plain names: no path separators, no leading dot or dash."""
     if not isinstance(value, str) or not _SAFE_NAME.match(value):
-        raise InvalidRequest(
-            f"invalid {what} {value!r}: use letters, digits, '_', '-' or '.', not a path"
-        )
+        raise InvalidRequest(f"invalid {what} {value!r}: use letters, digits, '_', '-' or '.', not a path")
     return value
 
 
@@ -81,7 +79,7 @@ def missing_modules(*modules: str) -> list[str]:
     return missing
 
 
-class Backend(ABC):
+class Backend(ABC):  # noqa: B024 - abstract through its two role subclasses
     """Lifecycle shared by translators and speakers."""
 
     name: ClassVar[str] = ""
@@ -187,7 +185,9 @@ class Translator(Backend):
             raise InvalidRequest(f"source_lang and target_lang are both {src!r}; nothing to translate")
         return src, tgt
 
-    def translate(self, texts: Sequence[str], source_lang: str = "en", target_lang: str = "ja") -> list[TranslationResult]:
+    def translate(
+        self, texts: Sequence[str], source_lang: str = "en", target_lang: str = "ja"
+    ) -> list[TranslationResult]:
         """Translates each text; results keep input order and carry timings and options."""
         src, tgt = self.validate_request(texts, source_lang, target_lang)
         self._ensure_loaded()
@@ -226,8 +226,13 @@ class Speaker(Backend):
     default_voice: ClassVar[str] = ""
     languages: ClassVar[tuple[str, ...]] = ("ja",)
 
-    def __init__(self, model: str | None = None, options: Any = None, voice: str | None = None,
-                 max_chars: int = DEFAULT_MAX_CHARS):
+    def __init__(
+        self,
+        model: str | None = None,
+        options: Any = None,
+        voice: str | None = None,
+        max_chars: int = DEFAULT_MAX_CHARS,
+    ):
         super().__init__(model, options)
         self.voice = self.check_voice(voice) if voice else None
         self.max_chars = max_chars
@@ -248,8 +253,9 @@ class Speaker(Backend):
         if not isinstance(text, str) or not text.strip():
             raise InvalidRequest(f"text to speak is empty or whitespace only ({text!r})", status=400)
         if len(text) > self.max_chars:
-            raise InvalidRequest(f"text has {len(text)} characters; the limit is max_chars={self.max_chars}",
-                                 status=413)
+            raise InvalidRequest(
+                f"text has {len(text)} characters; the limit is max_chars={self.max_chars}", status=413
+            )
         lang = normalize_lang(lang)
         if self.languages and lang not in self.languages:
             raise InvalidRequest(f"{self.name} does not speak {lang!r}; it speaks: {', '.join(self.languages)}")

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from backends.hf_seq2seq import Seq2SeqOptions, Seq2SeqTranslator, length_sorted_batches
+from backends.hf_seq2seq import LengthOptions, Seq2SeqTranslator, length_sorted_batches
 
 #: (batch, tokens so far) int64 -> (batch, vocab) logits of the next token
 DecoderStep = Callable[[np.ndarray], np.ndarray]
@@ -62,17 +62,9 @@ def greedy_decode(
     return tokens
 
 
-class GreedyOptions(Seq2SeqOptions):
+class GreedyOptions(LengthOptions):
     """Decoding options of the runtimes that decode with ``greedy_decode``."""
 
-    max_new_tokens: int = Field(256, ge=1, le=4096, description="Most tokens generated per text.")
-    min_new_tokens: int = Field(
-        0,
-        ge=0,
-        le=4096,
-        description="Fewest tokens generated per text; benchmarks set it equal to max_new_tokens "
-        "to force a fixed output length.",
-    )
     num_beams: int = Field(1, ge=1, description="Beam width; this runtime decodes greedily, so only 1.")
 
     @field_validator("num_beams")
@@ -106,16 +98,6 @@ class GreedyTranslator(Seq2SeqTranslator):
     def batch_size(self) -> int:
         """Most texts decoded together."""
         return int(getattr(self.options, "batch_size", 1))
-
-    def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
-        tok = self.tokenizer
-        assert tok is not None
-        n_prefix = len(tok.target_prefix_ids(target_lang))
-        out: list[tuple[str, int | None]] = []
-        for ids in self.generate_ids(texts, source_lang, target_lang):
-            new = ids[n_prefix:]
-            out.append((tok.decode(new), len(new)))
-        return out
 
     def generate_ids(self, texts: list[str], source_lang: str, target_lang: str) -> list[list[int]]:
         """Generated ids per text: the target prefix (NLLB/M2M100 language token), then the

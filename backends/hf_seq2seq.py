@@ -341,6 +341,19 @@ class Seq2SeqOptions(BackendOptions):
             raise ValueError(str(exc)) from None
 
 
+class LengthOptions(Seq2SeqOptions):
+    """Output-length options of the runtimes that count new tokens (transformers, onnx, coreml)."""
+
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="Most tokens generated per text.")
+    min_new_tokens: int = Field(
+        0,
+        ge=0,
+        le=4096,
+        description="Fewest tokens generated per text; benchmarks set it equal to max_new_tokens "
+        "to force a fixed output length.",
+    )
+
+
 class Seq2SeqTranslator(Translator):
     """Base of the runtimes of HF seq2seq MT models: model resolution, languages, pairs.
 

@@ -61,8 +61,15 @@ def join_translation(parts: list[str], target_lang: str) -> str:
 class SpeechTranslator:
     """Runs a translator and a speaker on text, sentence by sentence."""
 
-    def __init__(self, translator: Translator, speaker: Speaker, source_lang: str = "en",
-                 target_lang: str = "ja", voice: str | None = None, gap_s: float = 0.12) -> None:
+    def __init__(
+        self,
+        translator: Translator,
+        speaker: Speaker,
+        source_lang: str = "en",
+        target_lang: str = "ja",
+        voice: str | None = None,
+        gap_s: float = 0.12,
+    ) -> None:
         self.translator = translator
         self.speaker = speaker
         self.source_lang = source_lang
@@ -96,8 +103,11 @@ class SpeechTranslator:
         t1 = time.perf_counter()
         translated = self.translator.translate(sentences, self.source_lang, self.target_lang)
         t2 = time.perf_counter()
-        speech = [self.speaker.synthesize(tr.text, self.target_lang, voice or self.voice, speed)
-                  for tr in translated if tr.text.strip()]
+        speech = [
+            self.speaker.synthesize(tr.text, self.target_lang, voice or self.voice, speed)
+            for tr in translated
+            if tr.text.strip()
+        ]
         t3 = time.perf_counter()
         samples, rate = audio.concat(speech, self.gap_s)
         t4 = time.perf_counter()

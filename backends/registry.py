@@ -59,8 +59,9 @@ def create_translator(name: str, model: str | None = None, options: Any = None, 
     return translator_class(name)(model=model, options=options, **kw)
 
 
-def create_speaker(name: str, model: str | None = None, options: Any = None, voice: str | None = None,
-                   **kw: Any) -> Speaker:
+def create_speaker(
+    name: str, model: str | None = None, options: Any = None, voice: str | None = None, **kw: Any
+) -> Speaker:
     """Builds (does not load) the named speaker; bad options or voice raise InvalidRequest."""
     return speaker_class(name)(model=model, options=options, voice=voice, **kw)
 
@@ -76,6 +77,13 @@ def status() -> list[dict[str, Any]]:
                 synthetic = cls.synthetic
             except Exception as exc:  # a broken backend module is reported, not fatal
                 reason, synthetic = f"import failed: {exc}", False
-            rows.append({"role": role, "name": name, "available": reason is None, "reason": reason or "",
-                         "synthetic": synthetic})
+            rows.append(
+                {
+                    "role": role,
+                    "name": name,
+                    "available": reason is None,
+                    "reason": reason or "",
+                    "synthetic": synthetic,
+                }
+            )
     return rows

@@ -87,8 +87,9 @@ class ModelRef:
 BUNDLED: dict[str, tuple[str, Callable[[], Path], Callable[[], str | None]]] = {}
 
 
-def register_bundled(name: str, description: str, build: Callable[[], Path],
-                     unavailable: Callable[[], str | None]) -> None:
+def register_bundled(
+    name: str, description: str, build: Callable[[], Path], unavailable: Callable[[], str | None]
+) -> None:
     BUNDLED[name] = (description, build, unavailable)
 
 
@@ -130,8 +131,10 @@ def unavailable_reason(spec: str | None) -> str | None:
         if hub_reachable():
             return None
         return hub_missing_message(spec)
-    return (f"model {spec!r} is not on this machine: not a bundled model ({', '.join(sorted(BUNDLED)) or 'none'}), "
-            "not an existing folder, and not a hub id of the form org/name")
+    return (
+        f"model {spec!r} is not on this machine: not a bundled model ({', '.join(sorted(BUNDLED)) or 'none'}), "
+        "not an existing folder, and not a hub id of the form org/name"
+    )
 
 
 def hub_missing_message(spec: str) -> str:

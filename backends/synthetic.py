@@ -26,7 +26,7 @@ class EchoTranslator(Translator):
     def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
         opts = self.options
         assert isinstance(opts, EchoOptions)
-        out = []
+        out: list[tuple[str, int | None]] = []
         for t in texts:
             s = opts.prefix + (t.upper() if opts.uppercase else t)
             out.append((s, len(s.split())))

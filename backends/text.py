@@ -8,9 +8,41 @@ from backends.errors import InvalidRequest
 
 # English: split after . ! ? (and closing quotes/brackets) followed by space and a capital,
 # digit or quote; keep common abbreviations ("Mr.", "e.g.") and decimals together.
-_ABBREV = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "no", "approx",
-           "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov",
-           "dec", "a.m", "p.m", "u.s", "u.k"}
+_ABBREV = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "sr",
+    "jr",
+    "st",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "no",
+    "approx",
+    "inc",
+    "ltd",
+    "co",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "a.m",
+    "p.m",
+    "u.s",
+    "u.k",
+}
 _EN_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-Z0-9])")
 # Japanese: after 。！？ (full or half width) and closing brackets, with or without space.
 _JA_BOUNDARY = re.compile(r"([。！？!?…]+[」』）)】]*)")

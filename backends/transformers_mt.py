@@ -14,10 +14,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from backends.errors import BackendUnavailable
-from backends.hf_seq2seq import Seq2SeqOptions, Seq2SeqTranslator, length_sorted_batches
+from backends.hf_seq2seq import LengthOptions, Seq2SeqTranslator, length_sorted_batches
 
 
-class TransformersOptions(Seq2SeqOptions):
+class TransformersOptions(LengthOptions):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="Where the model runs; auto picks cuda, then mps, then cpu."
     )
@@ -25,14 +25,6 @@ class TransformersOptions(Seq2SeqOptions):
         "float32", description="Weight and activation precision; float16 needs cuda or mps."
     )
     num_beams: int = Field(1, ge=1, le=16, description="Beam width; 1 is greedy decoding (fastest).")
-    max_new_tokens: int = Field(256, ge=1, le=4096, description="Most tokens generated per text.")
-    min_new_tokens: int = Field(
-        0,
-        ge=0,
-        le=4096,
-        description="Fewest tokens generated per text; benchmarks set it equal to max_new_tokens "
-        "to force a fixed output length.",
-    )
     quantize: Literal["none", "int8"] = Field(
         "none", description="int8: torch dynamic quantization of Linear layers (CPU, float32 only)."
     )

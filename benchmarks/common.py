@@ -66,8 +66,9 @@ def timed(fn: Callable[[], Any]) -> Sample:
     return Sample(ms, extra=out if isinstance(out, dict) else {})
 
 
-def interleave(settings: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1,
-               progress: bool = True) -> dict[str, Series]:
+def interleave(
+    settings: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1, progress: bool = True
+) -> dict[str, Series]:
     """Runs every setting once per round, in rotating order, after ``warmup`` untimed rounds."""
     names = list(settings)
     for _ in range(warmup):
@@ -75,7 +76,7 @@ def interleave(settings: dict[str, Callable[[], Any]], rounds: int, warmup: int 
             timed(settings[n])
     series = {n: Series(n) for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             series[n].samples.append(timed(settings[n]))
         if progress:
@@ -97,7 +98,8 @@ def machine() -> str:
         pass
     import os
 
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {system}, Python {platform.python_version()}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -323,3 +323,53 @@ def nllb600m_random(seed: int = 0) -> Path:
     with store.building(target) as tmp:
         build_nllb_600m_random(tmp, seed=seed)
     return target
+
+
+TINY_CHATML = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def build_tiny_llm(out: Path, seed: int = 0, chat_template: str | None = TINY_CHATML) -> Path:
+    """A random Qwen2 causal LM (hidden size 32) with a byte-level BPE trained in memory.
+
+    ``initializer_range=1.0`` keeps greedy choices far apart, so float32 runtimes agree token
+    for token. The chat template is ChatML, as in Qwen's own models.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    prompt_words = ["system", "user", "assistant", "You are a professional translator.", "Japanese", "English"]
+    bpe.train_from_iterator(ENGLISH + JAPANESE + prompt_words, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    if chat_template:
+        tok.chat_template = chat_template
+    tok.save_pretrained(out)
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        initializer_range=1.0,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=None,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    return out

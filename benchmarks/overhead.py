@@ -33,11 +33,13 @@ def _free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.overhead", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--requests", type=int, default=300, help="sequential requests per variant (default 300)")
-    p.add_argument("--throughput-optimized", action="store_true",
-                   help="set RAY_SERVE_THROUGHPUT_OPTIMIZED=1 before Ray starts")
+    p.add_argument(
+        "--throughput-optimized", action="store_true", help="set RAY_SERVE_THROUGHPUT_OPTIMIZED=1 before Ray starts"
+    )
     p.add_argument("--real", action="store_true", help="use the `auto` backends instead of echo + tone")
     p.add_argument("--name", help="results/<name>.md (default overhead[-tput][-real])")
     ns = p.parse_args(argv)
@@ -67,15 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     for i, (label, (args, prefix)) in enumerate(variants.items()):
         graph = resolve_graph(args)
-        over = {"Ingress": no_cpu} if args.get("colocate") else dict.fromkeys(("Ingress", "Translator", "Speaker"),
-                                                                            no_cpu)
+        over = (
+            {"Ingress": no_cpu} if args.get("colocate") else dict.fromkeys(("Ingress", "Translator", "Speaker"), no_cpu)
+        )
         print(f"deploying {label} ...", file=sys.stderr, flush=True)
         serve.run(graph_app(graph, over), name=f"v{i}", route_prefix=prefix)
 
     graph = resolve_graph(stages)
     t, s = graph.translator_stage(), graph.speaker_stage()
-    local = SpeechTranslator(create_translator(t["backend"], model=t["model"], options=t["options"]),
-                             create_speaker(s["backend"], model=s["model"], options=s["options"], voice=s["voice"]))
+    local = SpeechTranslator(
+        create_translator(t["backend"], model=t["model"], options=t["options"]),
+        create_speaker(s["backend"], model=s["model"], options=s["options"], voice=s["voice"]),
+    )
     local.load()
 
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
@@ -109,9 +114,13 @@ def main(argv: list[str] | None = None) -> int:
         f"RAY_SERVE_THROUGHPUT_OPTIMIZED={'1' if ns.throughput_optimized else 'unset'}; wall {wall:.0f} s."
     )
     name = ns.name or ("overhead" + ("-tput" if ns.throughput_optimized else "") + ("-real" if ns.real else ""))
-    path = write_result(name, "Serve overhead per request", table, notes,
-                        data=[dict(zip(["variant", "p50", "p95", "p99", "added_p50", "errors"], r, strict=True))
-                              for r in rows])
+    path = write_result(
+        name,
+        "Serve overhead per request",
+        table,
+        notes,
+        data=[dict(zip(["variant", "p50", "p95", "p99", "added_p50", "errors"], r, strict=True)) for r in rows],
+    )
     print(f"wrote {path}", file=sys.stderr)
     client.close()
     serve.shutdown()

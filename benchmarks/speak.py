@@ -37,20 +37,38 @@ def main(argv: list[str] | None = None) -> int:
         sp = create_speaker(name)
         sp.load()
         speakers[name] = sp
-    calls = {f"{n} {k}": (lambda sp=sp, text=text: sp.synthesize(text)) for n, sp in speakers.items()
-             for k, text in TEXTS.items()}
+    calls = {
+        f"{n} {k}": (lambda sp=sp, text=text: sp.synthesize(text))
+        for n, sp in speakers.items()
+        for k, text in TEXTS.items()
+    }
     series = interleave(calls, rounds=ns.rounds)
     rows = []
     for n, sp in speakers.items():
         for k, text in TEXTS.items():
             res = sp.synthesize(text)
             med = series[f"{n} {k}"].median()
-            rows.append([n, sp.voice or sp.default_voice, k, len(text), res.duration_s, med,
-                         med / 1000 / res.duration_s, (sp.load_ms or 0) / 1000])
+            rows.append(
+                [
+                    n,
+                    sp.voice or sp.default_voice,
+                    k,
+                    len(text),
+                    res.duration_s,
+                    med,
+                    med / 1000 / res.duration_s,
+                    (sp.load_ms or 0) / 1000,
+                ]
+            )
     table = markdown_table(["speaker", "voice", "text", "chars", "audio s", "median synth ms", "RTF", "load s"], rows)
     print(table)
-    path = write_result("speak", "Speakers, one interleaved run", table,
-                        f"{ns.rounds} rounds after one warm-up. RTF < 1 is faster than real time.", data=rows)
+    path = write_result(
+        "speak",
+        "Speakers, one interleaved run",
+        table,
+        f"{ns.rounds} rounds after one warm-up. RTF < 1 is faster than real time.",
+        data=rows,
+    )
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

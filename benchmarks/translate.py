@@ -40,12 +40,19 @@ def seq2seq_settings(tokens: int | None) -> list[Setting]:
     ct2_force = {"min_decoding_length": tokens, "max_decoding_length": tokens} if tokens else {}
     ort_force = {"min_new_tokens": tokens, "max_new_tokens": tokens} if tokens else {}
     return [
-        Setting("transformers float32 beam 3 (baseline)", "transformers",
-                {"dtype": "float32", "num_beams": 3, **tf_force}, baseline=True),
+        Setting(
+            "transformers float32 beam 3 (baseline)",
+            "transformers",
+            {"dtype": "float32", "num_beams": 3, **tf_force},
+            baseline=True,
+        ),
         Setting("transformers bfloat16 greedy", "transformers", {"dtype": "bfloat16", "num_beams": 1, **tf_force}),
         Setting("transformers float32 greedy", "transformers", {"dtype": "float32", "num_beams": 1, **tf_force}),
-        Setting("transformers int8 dynamic greedy", "transformers",
-                {"dtype": "float32", "quantize": "int8", "num_beams": 1, **tf_force}),
+        Setting(
+            "transformers int8 dynamic greedy",
+            "transformers",
+            {"dtype": "float32", "quantize": "int8", "num_beams": 1, **tf_force},
+        ),
         Setting("ctranslate2 float32 greedy", "ctranslate2", {"compute_type": "float32", "beam_size": 1, **ct2_force}),
         Setting("ctranslate2 int8 greedy", "ctranslate2", {"compute_type": "int8", "beam_size": 1, **ct2_force}),
         Setting("onnx float32 greedy", "onnx", {**ort_force}),
@@ -55,8 +62,9 @@ def seq2seq_settings(tokens: int | None) -> list[Setting]:
 def llm_settings() -> list[Setting]:
     return [
         Setting("llm transformers bfloat16", "llm", {"runtime": "transformers", "dtype": "bfloat16"}),
-        Setting("llm transformers float32 (baseline)", "llm", {"runtime": "transformers", "dtype": "float32"},
-                baseline=True),
+        Setting(
+            "llm transformers float32 (baseline)", "llm", {"runtime": "transformers", "dtype": "float32"}, baseline=True
+        ),
         Setting("llm ctranslate2 int8", "llm", {"runtime": "ctranslate2", "compute_type": "int8"}),
     ]
 
@@ -90,8 +98,12 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
             info[s.label] = {"skipped": str(exc)}
             continue
         loaded[s.label] = tr
-        info[s.label] = {"load_ms": tr.load_ms, "rss_mb": rss_mb() - before,
-                         "tokens": sum(r.output_tokens or 0 for r in out), "sample": out[0].text[:60]}
+        info[s.label] = {
+            "load_ms": tr.load_ms,
+            "rss_mb": rss_mb() - before,
+            "tokens": sum(r.output_tokens or 0 for r in out),
+            "sample": out[0].text[:60],
+        }
     series = interleave({k: (lambda tr=tr: tr.translate(texts)) for k, tr in loaded.items()}, rounds=rounds)
     base = next((s.label for s in settings if s.baseline and s.label in series), None)
     base_ms = series[base].median() if base else float("nan")
@@ -101,8 +113,13 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
         if s.label in series:
             ser = series[s.label]
             tokens = info[s.label]["tokens"] or 1
-            row.update(median_ms=ser.median(), p95_ms=ser.pct(95), ms_per_token=ser.median() / tokens,
-                       speedup=base_ms / ser.median() if base else float("nan"), errors=ser.errors)
+            row.update(
+                median_ms=ser.median(),
+                p95_ms=ser.pct(95),
+                ms_per_token=ser.median() / tokens,
+                speedup=base_ms / ser.median() if base else float("nan"),
+                errors=ser.errors,
+            )
         rows.append(row)
     for tr in loaded.values():
         tr.close()
@@ -111,10 +128,15 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="hayaku bench translate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", choices=["random", "bundled", "model"], default="random",
-                   help="random NLLB-600M-sized model (default), the bundled LLM, or --model")
+    p = argparse.ArgumentParser(
+        prog="hayaku bench translate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--source",
+        choices=["random", "bundled", "model"],
+        default="random",
+        help="random NLLB-600M-sized model (default), the bundled LLM, or --model",
+    )
     p.add_argument("--model", help="a local model folder or hub id (implies --source model)")
     p.add_argument("--tokens", type=int, default=24, help="forced output length for --source random (default 24)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
@@ -140,15 +162,27 @@ def main(argv: list[str] | None = None) -> int:
         if "median_ms" not in r:
             table_rows.append([r["setting"], "-", "-", "-", "-", "-", f"skipped: {r.get('skipped', '')[:80]}"])
             continue
-        table_rows.append([r["setting"], r["median_ms"], r["p95_ms"], r["ms_per_token"], f"{r['speedup']:.2f}x",
-                           (r["load_ms"] or 0) / 1000, r["rss_mb"]])
+        table_rows.append(
+            [
+                r["setting"],
+                r["median_ms"],
+                r["p95_ms"],
+                r["ms_per_token"],
+                f"{r['speedup']:.2f}x",
+                (r["load_ms"] or 0) / 1000,
+                r["rss_mb"],
+            ]
+        )
     table = markdown_table(headers, table_rows)
     print(table)
     forced = f", forced to {ns.tokens} output tokens" if source == "random" else ""
-    notes = (f"Model: {model}{forced}. Input: {SENTENCE!r}. {ns.rounds} interleaved rounds after one warm-up; "
-             f"threads: {os.cpu_count()} cores.")
-    path = write_result(ns.name or f"translate-{source}", "Translation backends, one interleaved run", table, notes,
-                        data=rows)
+    notes = (
+        f"Model: {model}{forced}. Input: {SENTENCE!r}. {ns.rounds} interleaved rounds after one warm-up; "
+        f"threads: {os.cpu_count()} cores."
+    )
+    path = write_result(
+        ns.name or f"translate-{source}", "Translation backends, one interleaved run", table, notes, data=rows
+    )
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

@@ -110,7 +110,12 @@ PREFERENCES: dict[str, dict[str, list[Candidate]]] = {
             *_SPEAKERS_COMMON[1:],
         ],
     },
-    "cpu": {"translator": _CPU_TRANSLATORS, "speaker": _SPEAKERS_COMMON},
+    # On a CPU machine Kokoro is about 8x slower than OpenJTalk (benchmarks/results/speak.md), so the
+    # fastest natural Japanese voice leads; kokoro stays the choice where there is compute to spare.
+    "cpu": {
+        "translator": _CPU_TRANSLATORS,
+        "speaker": [_SPEAKERS_COMMON[1], _SPEAKERS_COMMON[0], *_SPEAKERS_COMMON[2:]],
+    },
 }
 
 

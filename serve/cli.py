@@ -93,10 +93,12 @@ def _pipeline(ns: argparse.Namespace) -> Any:
     t, s = resolved.translator_stage(), resolved.speaker_stage()
     limits = resolved.args.limits
     translator = create_translator(t["backend"], model=t["model"], options=t["options"], max_chars=limits.max_chars)
-    speaker = create_speaker(s["backend"], model=s["model"], options=s["options"], voice=s["voice"],
-                             max_chars=limits.max_chars)
-    return SpeechTranslator(translator, speaker, source_lang=resolved.args.source_lang,
-                            target_lang=resolved.args.target_lang)
+    speaker = create_speaker(
+        s["backend"], model=s["model"], options=s["options"], voice=s["voice"], max_chars=limits.max_chars
+    )
+    return SpeechTranslator(
+        translator, speaker, source_lang=resolved.args.source_lang, target_lang=resolved.args.target_lang
+    )
 
 
 def cmd_say(ns: argparse.Namespace) -> int:

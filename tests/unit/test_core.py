@@ -41,8 +41,10 @@ def test_status_has_every_backend_with_reason() -> None:
     "text,expected",
     [
         ("Hello. How are you today? I am fine!", ["Hello.", "How are you today?", "I am fine!"]),
-        ("Mr. Smith paid $3.50 at 5 p.m. today. Then he left.", ["Mr. Smith paid $3.50 at 5 p.m. today.",
-                                                                    "Then he left."]),
+        (
+            "Mr. Smith paid $3.50 at 5 p.m. today. Then he left.",
+            ["Mr. Smith paid $3.50 at 5 p.m. today.", "Then he left."],
+        ),
         ("No punctuation at all", ["No punctuation at all"]),
         ("  ", []),
     ],
@@ -53,7 +55,10 @@ def test_split_english(text: str, expected: list[str]) -> None:
 
 def test_split_japanese() -> None:
     assert split_sentences("こんにちは。お元気ですか？「はい」と言った。", "ja") == [
-        "こんにちは。", "お元気ですか？", "「はい」と言った。"]
+        "こんにちは。",
+        "お元気ですか？",
+        "「はい」と言った。",
+    ]
 
 
 def test_split_caps_long_sentences() -> None:
@@ -75,6 +80,7 @@ def test_audio_formats_roundtrip(fmt: str) -> None:
         import io
 
         import soundfile as sf
+
         y, rate = sf.read(io.BytesIO(data), dtype="float32")
         assert rate == 24000 and np.max(np.abs(y - x)) < 1e-3
 
