@@ -25,7 +25,12 @@ def _parse_kv(pairs: list[str] | None) -> dict[str, Any]:
         if "=" not in p:
             raise SystemExit(f"option {p!r} must look like key=value")
         k, v = p.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
+        try:
+            value = yaml.safe_load(v)
+        except yaml.YAMLError:
+            value = v
+        # "prefix=JA:" must stay the string "JA:", not become the mapping {"JA": None}
+        out[k.strip()] = v if isinstance(value, dict) or (value is None and v.strip()) else value
     return out
 
 
