@@ -91,6 +91,9 @@ class Backend(ABC):  # noqa: B024 - abstract through its two role subclasses
     platforms: ClassVar[tuple[str, ...]] = ()
     #: test/benchmark backends that ``auto`` never chooses
     synthetic: ClassVar[bool] = False
+    #: False for backends whose calls take microseconds without I/O: servers may call them on the
+    #: event loop instead of paying a worker-thread hop per request
+    blocking: ClassVar[bool] = True
 
     def __init__(self, model: str | None = None, options: Any = None) -> None:
         self.model = model

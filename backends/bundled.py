@@ -216,4 +216,11 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-register_bundled(QWEN_NAME, QWEN_DESCRIPTION, qwen_hf, qwen_unavailable)
+
+def qwen_prepare() -> Path:
+    """Everything the default graph uses: the transformers folder and the CTranslate2 int8 folder."""
+    qwen_hf()
+    return qwen_ct2("int8")
+
+
+register_bundled(QWEN_NAME, QWEN_DESCRIPTION, qwen_hf, qwen_unavailable, prepare=qwen_prepare)

@@ -83,14 +83,28 @@ class ModelRef:
     revision: str = "local"
 
 
-#: name -> (description, builder returning the local path; may take minutes the first time)
-BUNDLED: dict[str, tuple[str, Callable[[], Path], Callable[[], str | None]]] = {}
+@dataclass(frozen=True)
+class Bundled:
+    """A model built from installed packages: how to build it, and why it may not be buildable."""
+
+    description: str
+    build: Callable[[], Path]
+    unavailable: Callable[[], str | None]
+    #: builds every artefact the default configs use (e.g. the CTranslate2 int8 folder too)
+    prepare: Callable[[], Path] | None = None
+
+
+BUNDLED: dict[str, Bundled] = {}
 
 
 def register_bundled(
-    name: str, description: str, build: Callable[[], Path], unavailable: Callable[[], str | None]
+    name: str,
+    description: str,
+    build: Callable[[], Path],
+    unavailable: Callable[[], str | None],
+    prepare: Callable[[], Path] | None = None,
 ) -> None:
-    BUNDLED[name] = (description, build, unavailable)
+    BUNDLED[name] = Bundled(description, build, unavailable, prepare)
 
 
 def _load_bundled_registry() -> None:
@@ -121,7 +135,7 @@ def unavailable_reason(spec: str | None) -> str | None:
         return str(exc)
     _load_bundled_registry()
     if spec in BUNDLED:
-        return BUNDLED[spec][2]()
+        return BUNDLED[spec].unavailable()
     path = Path(spec).expanduser()
     if path.exists():
         return None
@@ -187,11 +201,11 @@ def resolve(spec: str, allow_download: bool = True) -> ModelRef:
     spec = check_spec(spec)
     _load_bundled_registry()
     if spec in BUNDLED:
-        _, build, unavailable = BUNDLED[spec]
-        reason = unavailable()
+        entry = BUNDLED[spec]
+        reason = entry.unavailable()
         if reason:
             raise BackendUnavailable(reason)
-        return ModelRef(spec, "bundled", build(), revision="bundled")
+        return ModelRef(spec, "bundled", entry.build(), revision="bundled")
     path = Path(spec).expanduser()
     if path.exists():
         return ModelRef(spec, "local", path.resolve(), revision=_local_revision(path))

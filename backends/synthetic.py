@@ -22,6 +22,7 @@ class EchoTranslator(Translator):
     name = "echo"
     Options = EchoOptions
     synthetic = True
+    blocking = False
 
     def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
         opts = self.options
@@ -45,6 +46,7 @@ class ToneSpeaker(Speaker):
     name = "tone"
     Options = ToneOptions
     synthetic = True
+    blocking = False  # numpy over at most max_chars * seconds_per_char of audio
     voices = ("sine", "square")
     default_voice = "sine"
     languages = ()  # any language

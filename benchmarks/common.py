@@ -79,9 +79,8 @@ def interleave(
         order = names[r % len(names) :] + names[: r % len(names)]
         for n in order:
             series[n].samples.append(timed(settings[n]))
-        if progress:
-            if sys.stderr.isatty() or (r + 1) % max(1, rounds // 10) == 0 or r + 1 == rounds:
-                print(f"\r  round {r + 1}/{rounds}", end="", file=sys.stderr, flush=True)
+        if progress and (sys.stderr.isatty() or (r + 1) % max(1, rounds // 10) == 0 or r + 1 == rounds):
+            print(f"\r  round {r + 1}/{rounds}", end="", file=sys.stderr, flush=True)
     if progress:
         print(file=sys.stderr)
     return series

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import inspect
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Coroutine
 from typing import Any
@@ -77,11 +78,20 @@ class _Local:
 
 async def _results(parts: list[Awaitable[Any]]) -> list[Any]:
     """Awaits stage calls; an error a stage returned as a value is raised here."""
-    out = await asyncio.gather(*parts)
+    # One part (a one-sentence request) is awaited as is: gather would wrap it in a new task.
+    out = [await parts[0]] if len(parts) == 1 else await asyncio.gather(*parts)
     for r in out:
         if isinstance(r, BaseException):
             raise r
     return out
+
+
+async def _within(work: Awaitable[Any], timeout_s: float) -> Any:
+    """``await work`` with a deadline, raising TimeoutError; on 3.11+ without wait_for's extra task."""
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout_s):
+            return await work
+    return await asyncio.wait_for(work, timeout_s)
 
 
 def _timings(**ms: float) -> dict[str, float]:
@@ -145,8 +155,8 @@ class Ingress:
         """Runs a route's work under the request deadline; every failure becomes a JSON error."""
         rid = request_id_of(request)
         try:
-            return await asyncio.wait_for(work, self.timeout_s)
-        except asyncio.TimeoutError:
+            return await _within(work, self.timeout_s)
+        except (TimeoutError, asyncio.TimeoutError):
             err = BackendTimeout(f"no answer within request_timeout_s={self.timeout_s:g} s; try again or raise it")
             return error_response(err, rid)
         except Exception as exc:
@@ -297,9 +307,7 @@ class Ingress:
     @app.get("/healthz", summary="Liveness of the ingress and both stages")
     async def healthz(self, request: Request) -> Any:
         try:
-            tr, sp = await asyncio.wait_for(
-                asyncio.gather(self.tr.call("health"), self.sp.call("health")), HEALTH_TIMEOUT_S
-            )
+            tr, sp = await _within(asyncio.gather(self.tr.call("health"), self.sp.call("health")), HEALTH_TIMEOUT_S)
         except Exception as exc:
             return JSONResponse(
                 {"status": "unavailable", "error": {"type": "unhealthy", "message": str(exc)}}, status_code=503

@@ -2,8 +2,8 @@
 
 ``SpeakerReplica`` is a plain class (run in-process by a colocated ingress); ``Speaker`` is
 the Ray Serve deployment. Backend calls run one at a time per replica (speech engines are
-not all thread-safe) in a worker thread, so the event loop stays responsive; scale with
-``num_replicas``.
+not all thread-safe) in a worker thread, so the event loop stays responsive (backends that
+declare ``blocking = False`` are called in place); scale with ``num_replicas``.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ class SpeakerReplica:
         async with self._lock:
             backend = self._backend
             try:
+                if not backend.blocking:
+                    return backend.synthesize(text, lang, voice, speed)
                 return await asyncio.to_thread(backend.synthesize, text, lang, voice, speed)
             except HayakuError as exc:
                 return exc

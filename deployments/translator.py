@@ -2,8 +2,10 @@
 
 ``TranslatorReplica`` is a plain class (the ingress runs it in-process when the graph is
 colocated); ``Translator`` is the same class as a Ray Serve deployment. Concurrent
-requests are grouped by ``@serve.batch``; blocking backend calls run in a worker thread so
-the replica's event loop keeps accepting requests while a batch is computed.
+requests are grouped by ``@serve.batch``; a request that finds the replica idle skips the
+batch queue (a batch would hold it alone), which saves its task hops. Blocking backend
+calls run in a worker thread so the replica's event loop keeps accepting requests while a
+batch is computed; backends that declare ``blocking = False`` are called in place.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class TranslatorReplica:
         self._stage = dict(stage)
         self._backend = build_translator(self._stage, max_chars, source_lang, target_lang)
         self._apply_batch(self._stage.get("batch"))
+        # One backend call at a time, direct or batched, as @serve.batch alone guaranteed.
+        self._lock = asyncio.Lock()
+        self._active = 0
         log.info("translator ready: %s (loaded in %.0f ms)", self._backend.describe(), self._backend.load_ms or 0)
 
     def _apply_batch(self, batch: Any) -> None:
@@ -63,7 +68,8 @@ class TranslatorReplica:
         }
         if rebuild:
             backend = await asyncio.to_thread(build_translator, new, self._max_chars, *self._langs)
-            old, self._backend = self._backend, backend
+            async with self._lock:  # no call is still running on the old backend when it closes
+                old, self._backend = self._backend, backend
             old.close()
         self._apply_batch(new.get("batch"))
         self._stage = new
@@ -99,25 +105,40 @@ class TranslatorReplica:
             src, tgt = self._backend.validate_request([text], source_lang, target_lang)
         except HayakuError as exc:
             return exc
-        result: dict[str, Any] | HayakuError = await self._batched((text, src, tgt))
-        return result
+        self._active += 1
+        try:
+            if self._active == 1:
+                return (await self._run([(text, src, tgt)]))[0]
+            result: dict[str, Any] | HayakuError = await self._batched((text, src, tgt))
+            return result
+        finally:
+            self._active -= 1
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def _batched(self, items: list[tuple[str, str, str]]) -> list[dict[str, Any] | HayakuError]:
-        backend = self._backend  # a reconfigure mid-batch must not mix two backends in one call
+        return await self._run(items)
+
+    async def _run(self, items: list[tuple[str, str, str]]) -> list[dict[str, Any] | HayakuError]:
+        """One backend call per language pair in ``items``; results (or errors) in input order."""
         out: list[dict[str, Any] | HayakuError | None] = [None] * len(items)
         groups: dict[tuple[str, str], list[int]] = {}
         for i, (_, src, tgt) in enumerate(items):
             groups.setdefault((src, tgt), []).append(i)
-        for (src, tgt), idx in groups.items():
-            try:
-                results = await asyncio.to_thread(backend.translate, [items[i][0] for i in idx], src, tgt)
-            except HayakuError as exc:
-                for i in idx:
-                    out[i] = exc
-                continue
-            for i, r in zip(idx, results, strict=True):
-                out[i] = r.to_dict()
+        async with self._lock:
+            backend = self._backend  # a reconfigure mid-batch must not mix two backends in one call
+            for (src, tgt), idx in groups.items():
+                try:
+                    texts = [items[i][0] for i in idx]
+                    if backend.blocking:
+                        results = await asyncio.to_thread(backend.translate, texts, src, tgt)
+                    else:
+                        results = backend.translate(texts, src, tgt)
+                except HayakuError as exc:
+                    for i in idx:
+                        out[i] = exc
+                    continue
+                for i, r in zip(idx, results, strict=True):
+                    out[i] = r.to_dict()
         return [r for r in out if r is not None]
 
 

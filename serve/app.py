@@ -8,7 +8,10 @@ with ``serve.config.load_app_args(path)`` (full YAML paths, plain process) to ex
 The graph is Ingress -> Translator -> Speaker, or a single Ingress with ``colocate: true``.
 
 Opt-in speed: ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment of ``serve run``
-(set before Ray starts) cuts Serve's per-request overhead; see the README's measurements.
+(set before Ray starts) cuts Serve's per-request overhead; it also turns on Ray's direct
+ingress, where each ingress replica serves HTTP on a port of its own (30000 and up, on the
+Serve HTTP host): clients sent there skip the proxy, and with ``colocate: true`` that path
+costs about as much as plain FastAPI (benchmarks/results/overhead-tput.md).
 """
 
 from __future__ import annotations

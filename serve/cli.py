@@ -57,17 +57,21 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
     store._load_bundled_registry()
     if ns.action == "list":
-        for name, (desc, _build, unavailable) in sorted(store.BUNDLED.items()):
-            reason = unavailable()
-            print(f"{name}: {desc}\n  {'installed' if reason is None else 'missing: ' + reason}")
+        for name, entry in sorted(store.BUNDLED.items()):
+            reason = entry.unavailable()
+            print(f"{name}: {entry.description}\n  {'installed' if reason is None else 'missing: ' + reason}")
         print(f"cache: {store.home()}")
         return 0
     names = ns.names or sorted(store.BUNDLED)
     for name in names:
         if name not in store.BUNDLED:
             raise HayakuError(f"unknown bundled model {name!r}; bundled: {', '.join(sorted(store.BUNDLED))}")
-        ref = store.resolve(name)
-        print(f"{name}: ready at {ref.path}")
+        entry = store.BUNDLED[name]
+        reason = entry.unavailable()
+        if reason:
+            raise HayakuError(reason)
+        path = (entry.prepare or entry.build)()
+        print(f"{name}: ready at {path}")
     return 0
 
 

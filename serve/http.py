@@ -197,6 +197,31 @@ def _too_large(size: int, limit: int) -> str:
     return f"request body is {size}+ bytes; the limit is max_body_bytes={limit}"
 
 
+class JsonBodyMiddleware:
+    """Reads POST bodies as JSON whatever Content-Type the client sent with them.
+
+    Every route takes JSON, and `curl -d '{...}'` (the README's first request) labels its body
+    application/x-www-form-urlencoded; without this FastAPI would refuse it with a 422.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST":
+            headers = scope.get("headers", [])
+            ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+            if not ctype or ctype.split(b";")[0].strip().lower() in (
+                b"application/x-www-form-urlencoded",
+                b"text/plain",
+            ):
+                scope = dict(scope)
+                scope["headers"] = [(k, v) for k, v in headers if k.lower() != b"content-type"] + [
+                    (b"content-type", b"application/json")
+                ]
+        await self.app(scope, receive, send)
+
+
 class RequestIdMiddleware:
     """Gives every request an id. Behind Ray Serve the proxy already assigned one (and adds the
     response header itself), so this only fills in when the app runs without Ray's proxy."""
@@ -245,6 +270,7 @@ def create_app() -> FastAPI:
         return error_response(err, request_id_of(request))
 
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

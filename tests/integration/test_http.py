@@ -167,3 +167,14 @@ def test_concurrent_flood(client: httpx.Client) -> None:
                 assert r.json()["translation"] == f"Sentence {i}.And more."
     assert len({r.headers["x-request-id"] for r in responses}) == len(responses)
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("ctype", [None, "application/x-www-form-urlencoded", "text/plain"])
+def test_json_body_whatever_the_content_type(client: httpx.Client, ctype: str | None) -> None:
+    """`curl -d '{"text": ...}'` sends form-encoded headers; the body is still read as JSON."""
+    headers = {"content-type": ctype} if ctype else {}
+    r = client.post("/v1/speech-translate", content=b'{"text":"Hello, how are you today?"}', headers=headers)
+    assert r.status_code == 200, r.text
+    samples, rate = decode_wav(r.content)
+    assert rate == 24000 and rms(samples) > 0.05
+    assert unquote(r.headers["x-hayaku-translation"]) == "Hello, how are you today?"
