@@ -20,6 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
+from backends.base import missing_modules
 from backends.errors import BackendUnavailable
 from backends.store import building, cache_dir, is_built, progress, register_bundled
 
@@ -40,13 +41,7 @@ _COPY_CHUNK = 16 * 1024 * 1024
 
 def qwen_unavailable() -> str | None:
     """Cheap check (no imports of the parts): are all 22 weight packages installed?"""
-    missing = []
-    for mod in QWEN_PARTS:
-        try:
-            if importlib.util.find_spec(mod) is None:
-                missing.append(mod)
-        except (ImportError, ValueError):
-            missing.append(mod)
+    missing = missing_modules(*QWEN_PARTS)
     if not missing:
         if not is_built(_hf_target()) and importlib.util.find_spec("gguf") is None:
             return f"building bundled model {QWEN_NAME!r} from its GGUF file needs gguf: pip install 'hayaku[llm]'"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 from ray import serve
@@ -19,6 +18,7 @@ from backends import registry
 from backends.base import Speaker as SpeakerBackend
 from backends.errors import HayakuError
 from backends.types import SpeechResult
+from deployments.common import BackendHolder
 from serve.config import merge_update
 
 log = logging.getLogger("hayaku.speaker")
@@ -38,8 +38,10 @@ def build_speaker(stage: dict[str, Any], max_chars: int, lang: str) -> SpeakerBa
     return backend
 
 
-class SpeakerReplica:
+class SpeakerReplica(BackendHolder[SpeakerBackend]):
     """Holds one loaded speaker backend; swaps it on ``reconfigure``."""
+
+    role = "speaker"
 
     def __init__(self, stage: dict[str, Any], max_chars: int, lang: str) -> None:
         self._base = dict(stage)
@@ -62,24 +64,10 @@ class SpeakerReplica:
         old.close()
         log.info("speaker reconfigured: %s", self.describe())
 
-    def check_health(self) -> None:
-        """Raises when the backend reports itself unhealthy (Ray then replaces the replica)."""
-        health = self._backend.health()
-        if not health.get("ok"):
-            raise RuntimeError(f"speaker backend unhealthy: {health}")
-
-    def health(self) -> dict[str, Any]:
-        return self._backend.health()
-
     def describe(self) -> dict[str, Any]:
         """What runs now (after any reconfigure), for GET /v1/graph."""
-        return {
-            **self._backend.describe(),
-            "voice": self._backend.voice or self._backend.default_voice,
-            "voices": list(self._backend.list_voices()),
-            "load_ms": self._backend.load_ms,
-            "pid": os.getpid(),
-        }
+        backend = self._backend
+        return {**self._live(), "voice": backend.voice or backend.default_voice, "voices": list(backend.list_voices())}
 
     async def speak(
         self, item: str | dict[str, Any] | HayakuError, lang: str, voice: str | None = None, speed: float = 1.0

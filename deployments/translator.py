@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any, cast
 
 from ray import serve
@@ -20,6 +19,7 @@ from ray import serve
 from backends import registry
 from backends.base import Translator as TranslatorBackend
 from backends.errors import HayakuError
+from deployments.common import BackendHolder
 from serve.config import BatchConfig, merge_update
 
 log = logging.getLogger("hayaku.translator")
@@ -37,8 +37,10 @@ def build_translator(stage: dict[str, Any], max_chars: int, source_lang: str, ta
     return backend
 
 
-class TranslatorReplica:
+class TranslatorReplica(BackendHolder[TranslatorBackend]):
     """Holds one loaded translator backend; swaps it on ``reconfigure``."""
+
+    role = "translator"
 
     def __init__(self, stage: dict[str, Any], max_chars: int, source_lang: str, target_lang: str) -> None:
         self._base = dict(stage)
@@ -75,23 +77,9 @@ class TranslatorReplica:
         self._stage = new
         log.info("translator reconfigured: %s", self.describe())
 
-    def check_health(self) -> None:
-        """Raises when the backend reports itself unhealthy (Ray then replaces the replica)."""
-        health = self._backend.health()
-        if not health.get("ok"):
-            raise RuntimeError(f"translator backend unhealthy: {health}")
-
-    def health(self) -> dict[str, Any]:
-        return self._backend.health()
-
     def describe(self) -> dict[str, Any]:
         """What runs now (after any reconfigure), for GET /v1/graph."""
-        return {
-            **self._backend.describe(),
-            "batch": BatchConfig.model_validate(self._stage.get("batch") or {}).model_dump(),
-            "load_ms": self._backend.load_ms,
-            "pid": os.getpid(),
-        }
+        return {**self._live(), "batch": BatchConfig.model_validate(self._stage.get("batch") or {}).model_dump()}
 
     async def translate(self, text: str, source_lang: str, target_lang: str) -> dict[str, Any] | HayakuError:
         """Translates one sentence; concurrent calls share backend calls.
