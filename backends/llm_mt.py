@@ -5,6 +5,13 @@ template; decoding is greedy and stops at the end of the assistant's turn. Chat 
 labels, quotes, romanisations and notes around a translation, so the raw output goes
 through ``clean_translation`` before it is returned.
 
+Speed: the prompt's fixed prefix (system prompt and examples) is the same for every text of
+a language pair, so CTranslate2 keeps the model state after it (``static_prompt``) and each
+call only runs the user's text through the model; the output length is bounded by the input's.
+Quality: a few example translations are shown before the text (free once the prefix is
+cached), and for Japanese targets tokens of Han characters that Japanese does not use
+(simplified-Chinese forms such as 过 or 场) are never generated.
+
 Two runtimes share the prompt and the cleaning: ``ctranslate2`` (``ctranslate2.Generator``
 on a converted folder, cached) and ``transformers`` (``AutoModelForCausalLM``). The default
 model is the bundled offline Qwen2.5-Coder-1.5B-Instruct; any local folder or hub id of a
@@ -13,6 +20,7 @@ causal LM with a chat template works too.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from pathlib import Path
@@ -27,9 +35,29 @@ from backends.languages import language_name
 
 DEFAULT_MODEL = bundled.QWEN_NAME
 
-#: chosen on the project corpus (chrF 40.7 vs 36.0 for a longer "professional translator"
-#: prompt with the bundled Qwen, CTranslate2 int8): small models follow short prompts better
-DEFAULT_SYSTEM_PROMPT = "Translate the user's {source} text into {target}. Output only the translation."
+#: chosen on the project corpus (benchmarks/quality.py, 40 sentences, CTranslate2 int8 with the
+#: examples below): chrF 29.5, vs 27.1 for "Translate the user's {source} text into {target}.
+#: Output only the translation." and 28.3 for a "natural, polite" variant; the examples show
+#: the format, so the prompt need not describe it
+DEFAULT_SYSTEM_PROMPT = "Translate {source} to {target}."
+
+#: example translations shown before the text, as earlier turns of the chat; written for the
+#: project and deliberately absent from the quality corpus (benchmarks/corpus)
+FEW_SHOT: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("en", "ja"): (
+        ("Is there a convenience store near the hotel?", "ホテルの近くにコンビニはありますか？"),
+        ("I'm allergic to eggs, so I can't eat this cake.", "卵アレルギーなので、このケーキは食べられません。"),
+        ("Please send me the updated schedule by tomorrow.", "明日までに最新のスケジュールを送ってください。"),
+        ("We arrived at the airport an hour early.", "私たちは一時間早く空港に着きました。"),
+    ),
+}
+
+#: the codec whose repertoire is "characters written in Japanese": JIS X 0208 plus the NEC and
+#: IBM extensions (every jōyō and jinmeiyō kanji, common name variants), and none of the
+#: simplified-Chinese-only forms (过, 场, 这, 们, 时, 对 ...). JIS X 0213 is wider but contains
+#: rare kanji that coincide with simplified forms (开, 关), which is what a Chinese-leaning
+#: model emits, so it would let them through.
+JAPANESE_CODEC = "cp932"
 
 #: where a converted CTranslate2 folder keeps its tokenizer, and which files make one
 TOKENIZER_SUBDIR = "tokenizer"
@@ -74,7 +102,45 @@ class LLMOptions(BackendOptions):
     max_new_tokens: int = Field(
         256, ge=1, le=4096, description="Upper bound on generated tokens per text (the turn usually ends first)."
     )
+    max_length_ratio: float = Field(
+        3.0,
+        ge=0,
+        le=100,
+        description=(
+            "Bounds generated tokens to ratio x input tokens + 16 (within max_new_tokens), so a model that"
+            " rambles or repeats stops early; 0 disables the bound."
+        ),
+    )
     threads: int = Field(0, ge=0, le=256, description="CPU threads for the runtime (0: the runtime's default).")
+    prompt_cache: bool = Field(
+        True,
+        description=(
+            "Reuse the model state after the fixed prompt prefix (system prompt and examples) across calls"
+            " (CTranslate2 static_prompt). Same outputs in float32; int8 rounds the cached state"
+            " differently, so a near-tie can rarely flip a token (runtime ctranslate2 only)."
+        ),
+    )
+    few_shot: int = Field(
+        4,
+        ge=0,
+        le=len(FEW_SHOT[("en", "ja")]),
+        description=(
+            "Example translations shown before the text, for language pairs that have them (en->ja); 0 shows none."
+        ),
+    )
+    japanese_kanji_only: bool = Field(
+        True,
+        description=(
+            "For Japanese targets, never generate tokens containing Han characters outside the Japanese"
+            " repertoire (simplified-Chinese forms such as 过 or 场)."
+        ),
+    )
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, le=10.0, description="Penalty (>1) on tokens already generated; 1 disables it."
+    )
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, le=64, description="Forbid repeating any n-gram of this many tokens; 0 disables it."
+    )
     system_prompt: str | None = Field(
         None,
         min_length=1,
@@ -99,6 +165,10 @@ class LLMTranslator(Translator):
         self._end_ids: list[int] = []
         self._device = "cpu"
         self._model_path: Path | None = None
+        self._suppressed: list[int] | None = None
+        # the suppressed ids as CTranslate2 token sequences, converted once (about 13k for Qwen)
+        self._suppress_seqs: tuple[list[int], list[list[str]]] | None = None
+        self._prefixes: dict[tuple[str, str], list[int]] = {}
         # tokenizers and torch generate are not safe to drive from several threads at once
         self._lock = threading.Lock()
 
@@ -188,6 +258,9 @@ class LLMTranslator(Translator):
         """Drops the model and tokenizer; ``load()`` brings them back."""
         self._runtime = None
         self._tokenizer = None
+        self._suppressed = None
+        self._suppress_seqs = None
+        self._prefixes = {}
         super().close()
 
     def health(self) -> dict[str, Any]:
@@ -205,44 +278,100 @@ class LLMTranslator(Translator):
         # str.replace, not str.format: a user's prompt may contain other braces
         return template.replace("{source}", language_name(source_lang)).replace("{target}", language_name(target_lang))
 
+    def messages(self, text: str, source_lang: str, target_lang: str) -> list[dict[str, str]]:
+        """The chat: system prompt, example turns for the pair (``few_shot``), then ``text``."""
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        chat = [{"role": "system", "content": self.system_prompt(source_lang, target_lang)}]
+        for src, tgt in FEW_SHOT.get((source_lang, target_lang), ())[: opts.few_shot]:
+            chat += [{"role": "user", "content": src}, {"role": "assistant", "content": tgt}]
+        return [*chat, {"role": "user", "content": text}]
+
     def prompt_ids(self, text: str, source_lang: str, target_lang: str) -> list[int]:
         """Token ids of the chat-formatted prompt, ending where the assistant's answer starts."""
-        messages = [
-            {"role": "system", "content": self.system_prompt(source_lang, target_lang)},
-            {"role": "user", "content": text},
-        ]
-        prompt = self._tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = self._tokenizer.apply_chat_template(
+            self.messages(text, source_lang, target_lang), add_generation_prompt=True, tokenize=False
+        )
         ids = self._tokenizer(prompt, add_special_tokens=False)["input_ids"]
         return list(ids)
 
+    def prefix_ids(self, source_lang: str, target_lang: str) -> list[int]:
+        """Token ids every prompt of the pair starts with: all of it up to the user's text."""
+        key = (source_lang, target_lang)
+        if key not in self._prefixes:
+            marker = "\x00HAYAKU-TEXT\x00"
+            prompt = self._tokenizer.apply_chat_template(
+                self.messages(marker, source_lang, target_lang), add_generation_prompt=True, tokenize=False
+            )
+            head = prompt[: prompt.index(marker)]
+            self._prefixes[key] = list(self._tokenizer(head, add_special_tokens=False)["input_ids"])
+        return self._prefixes[key]
+
+    def suppressed_ids(self) -> list[int]:
+        """Vocabulary ids of tokens with Han characters that Japanese does not use (built once)."""
+        if self._suppressed is None:
+            self._suppressed = non_japanese_han_token_ids(self._tokenizer)
+        return self._suppressed
+
+    def max_new_tokens(self, texts: list[str]) -> int:
+        """The generation bound for a batch: ``max_length_ratio`` x its longest input, capped."""
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        if not opts.max_length_ratio:
+            return opts.max_new_tokens
+        longest = max(len(self._tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+        return min(opts.max_new_tokens, int(opts.max_length_ratio * longest) + 16)
+
     def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
         with self._lock:
             prompts = [self.prompt_ids(t, source_lang, target_lang) for t in texts]
-            if self.options.model_dump()["runtime"] == "ctranslate2":
-                generated = self._generate_ct2(prompts)
+            limit = self.max_new_tokens(texts)
+            suppress = self.suppressed_ids() if opts.japanese_kanji_only and target_lang == "ja" else []
+            if opts.runtime == "ctranslate2":
+                prefix = self.prefix_ids(source_lang, target_lang) if opts.prompt_cache else []
+                generated = self._generate_ct2(prompts, limit, suppress, prefix)
             else:
-                generated = self._generate_transformers(prompts)
+                generated = self._generate_transformers(prompts, limit, suppress)
             out: list[tuple[str, int | None]] = []
             for text, ids in zip(texts, generated, strict=True):
                 raw = self._tokenizer.decode(ids, skip_special_tokens=True)
                 out.append((clean_translation(raw, target_lang, text), len(ids)))
             return out
 
-    def _generate_ct2(self, prompts: list[list[int]]) -> list[list[int]]:
+    def _generate_ct2(
+        self, prompts: list[list[int]], max_new: int, suppress: list[int], prefix: list[int]
+    ) -> list[list[int]]:
         opts = self.options
         assert isinstance(opts, LLMOptions)
-        tokens = [self._tokenizer.convert_ids_to_tokens(p) for p in prompts]
+        tok = self._tokenizer
+        static: list[str] | None = None
+        # A text that merges with the prefix when tokenised (rare: BPE across the boundary)
+        # cannot share the cached state; the whole batch then goes without it.
+        if prefix and all(len(p) > len(prefix) and p[: len(prefix)] == prefix for p in prompts):
+            static = tok.convert_ids_to_tokens(prefix)
+            prompts = [p[len(prefix) :] for p in prompts]
+        seqs: list[list[str]] | None = None
+        if suppress:
+            if self._suppress_seqs is None or self._suppress_seqs[0] is not suppress:
+                self._suppress_seqs = (suppress, [[t] for t in tok.convert_ids_to_tokens(suppress)])
+            seqs = self._suppress_seqs[1]
         results = self._runtime.generate_batch(
-            tokens,
-            max_length=opts.max_new_tokens,
+            [tok.convert_ids_to_tokens(p) for p in prompts],
+            max_length=max_new,
             sampling_topk=1,
             beam_size=1,
             include_prompt_in_result=False,
             end_token=self._end_ids or None,
+            static_prompt=static,
+            suppress_sequences=seqs,
+            repetition_penalty=opts.repetition_penalty,
+            no_repeat_ngram_size=opts.no_repeat_ngram_size,
         )
         return [self._until_end(list(r.sequences_ids[0])) for r in results]
 
-    def _generate_transformers(self, prompts: list[list[int]]) -> list[list[int]]:
+    def _generate_transformers(self, prompts: list[list[int]], max_new: int, suppress: list[int]) -> list[list[int]]:
         import torch
 
         opts = self.options
@@ -254,15 +383,23 @@ class LLMTranslator(Translator):
         # prompt gets none.
         input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=self._device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self._device)
+        extra: dict[str, Any] = {}
+        if suppress:
+            extra["suppress_tokens"] = suppress
+        if opts.repetition_penalty != 1.0:
+            extra["repetition_penalty"] = opts.repetition_penalty
+        if opts.no_repeat_ngram_size:
+            extra["no_repeat_ngram_size"] = opts.no_repeat_ngram_size
         with torch.inference_mode():
             out = self._runtime.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
-                max_new_tokens=opts.max_new_tokens,
+                max_new_tokens=max_new,
                 do_sample=False,
                 num_beams=1,
                 eos_token_id=self._end_ids or None,
                 pad_token_id=pad_id,
+                **extra,
             )
         return [self._until_end(row[width:].tolist()) for row in out]
 
@@ -296,6 +433,46 @@ def end_of_turn_ids(tokenizer: Any, folder: Path | None = None) -> list[int]:
         if token in vocab:
             add(vocab[token])
     return ids
+
+
+@functools.lru_cache(maxsize=8192)
+def is_japanese_char(ch: str) -> bool:
+    """False for a Han ideograph outside the Japanese repertoire (``JAPANESE_CODEC``); True otherwise."""
+    if not is_han(ch):
+        return True
+    try:
+        ch.encode(JAPANESE_CODEC)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_han(ch: str) -> bool:
+    """A CJK unified or compatibility ideograph (any extension block)."""
+    cp = ord(ch)
+    return 0x3400 <= cp <= 0x4DBF or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x3FFFF
+
+
+def non_japanese_chars(text: str) -> str:
+    """The Han characters of ``text`` that Japanese does not use, in order."""
+    return "".join(ch for ch in text if not is_japanese_char(ch))
+
+
+def non_japanese_han_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of vocabulary tokens that contain a Han character Japanese does not use.
+
+    Each token is decoded on its own; a byte-level piece that is only part of a character
+    decodes to U+FFFD and is kept (it may begin a Japanese character too).
+    """
+    ids = []
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for token, idx in tokenizer.get_vocab().items():
+        if idx in special:
+            continue
+        text = tokenizer.convert_tokens_to_string([token])
+        if any(not is_japanese_char(ch) for ch in text):
+            ids.append(idx)
+    return sorted(ids)
 
 
 def ct2_storage_quantization(compute_type: str) -> str:

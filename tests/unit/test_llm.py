@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from collections.abc import Iterator
@@ -12,11 +13,15 @@ import pytest
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.llm_mt import (
     DEFAULT_MODEL,
+    FEW_SHOT,
     LLMTranslator,
     clean_translation,
     ct2_storage_quantization,
     end_of_turn_ids,
     has_script,
+    is_japanese_char,
+    non_japanese_chars,
+    non_japanese_han_token_ids,
 )
 from backends.registry import create_translator
 
@@ -188,11 +193,11 @@ def test_translates_end_to_end(tiny_llm: Path, runtime: str) -> None:
     assert not tr.health()["ok"]
 
 
-def _token_ids(tr: LLMTranslator, texts: list[str]) -> list[list[int]]:
+def _token_ids(tr: LLMTranslator, texts: list[str], max_new: int = 6) -> list[list[int]]:
     prompts = [tr.prompt_ids(t, "en", "ja") for t in texts]
     if tr.options.model_dump()["runtime"] == "ctranslate2":
-        return tr._generate_ct2(prompts)
-    return tr._generate_transformers(prompts)
+        return tr._generate_ct2(prompts, max_new, [], [])
+    return tr._generate_transformers(prompts, max_new, [])
 
 
 def test_runtimes_agree_and_batching_changes_nothing(tiny_llm: Path) -> None:
@@ -221,3 +226,117 @@ def test_generation_stops_at_end_of_turn(tiny_llm: Path, tmp_path: Path, runtime
     tr = _tiny(model, runtime=runtime, **({"compute_type": "float32"} if runtime == "ctranslate2" else {}))
     result = tr.translate([TEXTS[0]], "en", "ja")[0]
     assert result.output_tokens == stop_at
+
+
+# -- speed and quality levers ----------------------------------------------------------------
+
+
+def test_japanese_repertoire_rejects_simplified_only_forms() -> None:
+    for ch in "过场这们时对见东车门语请谢读买飞书长乐为开关":
+        assert not is_japanese_char(ch), ch
+    # 机 (desk) and 写 are Japanese too; kana, Latin and punctuation are never Han
+    for ch in "機机写空港駅気様広応こカー、。？!aZ1":
+        assert is_japanese_char(ch), ch
+    assert non_japanese_chars("去机场过敏です") == "场过"
+
+
+def test_suppression_list_from_a_tiny_tokenizer() -> None:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["<|im_end|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    bpe.train_from_iterator(["机场 机场 机场", "过敏 过敏 过敏", "機械 機械", "こんにちは カタカナ"] * 20, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>")
+    banned = set(non_japanese_han_token_ids(tok))
+    vocab = tok.get_vocab()
+    text_of = {i: tok.convert_tokens_to_string([t]) for t, i in vocab.items()}
+    assert banned, "the tokenizer learned 场 and 过: some tokens must be banned"
+    assert all(non_japanese_chars(text_of[i]) for i in banned)
+    for word in ("机场", "过敏"):
+        assert any(i in banned for i in tok(word)["input_ids"]), word
+    for word in ("機械", "こんにちは", "カタカナ", "机"):
+        assert not any(i in banned for i in tok(word)["input_ids"]), word
+    assert vocab["<|im_end|>"] not in banned
+
+
+def test_few_shot_examples_are_not_in_the_quality_corpus() -> None:
+    from benchmarks.quality import load_corpus
+
+    sources = {p.source for p in load_corpus()}
+    references = {p.reference for p in load_corpus()}
+    for src, tgt in FEW_SHOT[("en", "ja")]:
+        assert src not in sources and tgt not in references
+
+
+def test_few_shot_turns_come_before_the_text(tiny_llm: Path) -> None:
+    tr = _tiny(tiny_llm, runtime="transformers", few_shot=2)
+    chat = tr.messages("Hello there", "en", "ja")
+    assert [m["role"] for m in chat] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert chat[1]["content"] == FEW_SHOT[("en", "ja")][0][0] and chat[-1]["content"] == "Hello there"
+    # pairs without examples get the plain prompt
+    assert [m["role"] for m in tr.messages("Bonjour", "fr", "en")] == ["system", "user"]
+    prefix = tr.prefix_ids("en", "ja")
+    ids = tr.prompt_ids("Hello there", "en", "ja")
+    assert ids[: len(prefix)] == prefix and len(ids) > len(prefix)
+
+
+@pytest.mark.parametrize("few_shot", [0, 2])
+def test_prompt_cache_changes_no_output(tiny_llm: Path, few_shot: int) -> None:
+    pytest.importorskip("ctranslate2")
+    cached = _tiny(tiny_llm, runtime="ctranslate2", compute_type="float32", few_shot=few_shot, prompt_cache=True)
+    plain = _tiny(tiny_llm, runtime="ctranslate2", compute_type="float32", few_shot=few_shot, prompt_cache=False)
+    prompts = [cached.prompt_ids(t, "en", "ja") for t in TEXTS]
+    prefix = cached.prefix_ids("en", "ja")
+    expected = plain._generate_ct2(prompts, 6, [], [])
+    assert cached._generate_ct2(prompts, 6, [], prefix) == expected  # batched, cache filled
+    assert cached._generate_ct2(prompts, 6, [], prefix) == expected  # batched, from the cache
+    assert [cached._generate_ct2([p], 6, [], prefix)[0] for p in prompts] == expected  # one at a time
+    assert [r.text for r in cached.translate(TEXTS, "en", "ja")] == [r.text for r in plain.translate(TEXTS, "en", "ja")]
+
+
+@pytest.mark.parametrize("runtime", ["transformers", "ctranslate2"])
+def test_suppressed_tokens_are_never_generated(tiny_llm: Path, runtime: str) -> None:
+    pytest.importorskip("ctranslate2" if runtime == "ctranslate2" else "torch")
+    opts = {"compute_type": "float32"} if runtime == "ctranslate2" else {}
+    tr = _tiny(tiny_llm, runtime=runtime, **opts)
+    prompts = [tr.prompt_ids(t, "en", "ja") for t in TEXTS]
+    free = _token_ids(tr, TEXTS)
+    banned = sorted({ids[0] for ids in free})  # what each text would start with
+    if runtime == "ctranslate2":
+        again = tr._generate_ct2(prompts, 6, banned, [])
+    else:
+        again = tr._generate_transformers(prompts, 6, banned)
+    assert all(t not in banned for ids in again for t in ids)
+    assert again != free
+
+
+def test_output_length_is_bounded_by_the_input(tiny_llm: Path) -> None:
+    tr = _tiny(tiny_llm, runtime="transformers", max_new_tokens=200, max_length_ratio=1.0)
+    n = len(tr._tokenizer("Good night.", add_special_tokens=False)["input_ids"])
+    assert tr.max_new_tokens(["Good night."]) == n + 16
+    assert tr.max_new_tokens(["Good night.", TEXTS[1]]) > n + 16  # the batch's longest text
+    assert _tiny(tiny_llm, runtime="transformers", max_new_tokens=5).max_new_tokens(["Good night."]) == 5
+    unbounded = _tiny(tiny_llm, runtime="transformers", max_new_tokens=200, max_length_ratio=0)
+    assert unbounded.max_new_tokens(["Good night."]) == 200
+    bounded = tr.translate(["Good night."], "en", "ja")[0].output_tokens
+    assert bounded is not None and bounded <= n + 16
+
+
+@pytest.mark.parametrize("runtime", ["transformers", "ctranslate2"])
+def test_repetition_guard_forbids_repeated_ngrams(tiny_llm: Path, runtime: str) -> None:
+    pytest.importorskip("ctranslate2" if runtime == "ctranslate2" else "torch")
+    opts = {"compute_type": "float32"} if runtime == "ctranslate2" else {}
+
+    def repeats(ids: list[int]) -> int:
+        bigrams = list(itertools.pairwise(ids))
+        return len(bigrams) - len(set(bigrams))
+
+    free = _tiny(tiny_llm, runtime=runtime, max_new_tokens=40, **opts)
+    assert sum(repeats(ids) for ids in _token_ids(free, TEXTS, max_new=40)) > 0  # the random model loops
+    guarded = _tiny(tiny_llm, runtime=runtime, max_new_tokens=40, no_repeat_ngram_size=2, **opts)
+    assert all(repeats(ids) == 0 for ids in _token_ids(guarded, TEXTS, max_new=40))

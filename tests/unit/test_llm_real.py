@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from backends.llm_mt import LLMTranslator, has_script
+from backends.llm_mt import LLMTranslator, has_script, non_japanese_chars
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +42,34 @@ def test_bundled_qwen_ct2_int8_speaks_japanese() -> None:
 def test_bundled_qwen_transformers_speaks_japanese() -> None:
     tr = _bundled_or_skip({"runtime": "transformers", "dtype": "bfloat16"})
     _assert_japanese_translation(tr.translate([SENTENCE], "en", "ja")[0].text)
+
+
+#: sentences on which the bundled Qwen, unguarded, reached for simplified-Chinese forms
+#: (过敏 for "allergic", 机场 for "airport") or Chinese phrasing
+CHINESE_PRONE = [
+    "I'm allergic to shellfish.",
+    "How do I get to the airport from the hotel?",
+    "The meeting room is on the third floor.",
+    "Please send the invoice to our accounting department.",
+]
+
+
+def test_bundled_qwen_default_writes_only_japanese_characters() -> None:
+    tr = _bundled_or_skip({})  # the default options: the levers this backend ships with
+    results = tr.translate(CHINESE_PRONE, "en", "ja")
+    for src, r in zip(CHINESE_PRONE, results, strict=True):
+        assert has_script(r.text, "ja"), f"{src!r} -> {r.text!r}"
+        assert non_japanese_chars(r.text) == "", f"{src!r} -> {r.text!r}"
+        assert "\n" not in r.text
+
+
+def test_bundled_qwen_prompt_cache_keeps_the_translation() -> None:
+    # int8 rounds the cached prefix's state differently from a full prefill (other GEMM
+    # shapes), so a near-tie may flip a later token: the same translation of the
+    # unambiguous sentence and Japanese everywhere, not token-equality for every text.
+    cached = _bundled_or_skip({"prompt_cache": True})
+    plain = _bundled_or_skip({"prompt_cache": False})
+    texts = [SENTENCE, *CHINESE_PRONE[:2]]
+    with_cache, without = cached.translate(texts, "en", "ja"), plain.translate(texts, "en", "ja")
+    assert with_cache[0].text == without[0].text
+    assert all(has_script(r.text, "ja") for r in with_cache + without)
