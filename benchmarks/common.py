@@ -11,7 +11,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ def timed(fn: Callable[[], Any]) -> Sample:
 
 
 def interleave(
-    settings: dict[str, Callable[[], Any]], rounds: int, warmup: int = 1, progress: bool = True
+    settings: Mapping[str, Callable[[], Any]], rounds: int, warmup: int = 1, progress: bool = True
 ) -> dict[str, Series]:
     """Runs every setting once per round, in rotating order, after ``warmup`` untimed rounds."""
     names = list(settings)

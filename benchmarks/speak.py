@@ -8,6 +8,7 @@ Reports synthesis time, real-time factor (synthesis time / audio duration) and l
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import Any
 
@@ -38,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.load()
         speakers[name] = sp
     calls = {
-        f"{n} {k}": (lambda sp=sp, text=text: sp.synthesize(text))
-        for n, sp in speakers.items()
-        for k, text in TEXTS.items()
+        f"{n} {k}": functools.partial(sp.synthesize, text) for n, sp in speakers.items() for k, text in TEXTS.items()
     }
     series = interleave(calls, rounds=ns.rounds)
     rows = []

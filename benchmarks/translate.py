@@ -13,6 +13,7 @@ original pipeline's model size: speed does not depend on weight values.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import os
 import sys
@@ -104,7 +105,7 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
             "tokens": sum(r.output_tokens or 0 for r in out),
             "sample": out[0].text[:60],
         }
-    series = interleave({k: (lambda tr=tr: tr.translate(texts)) for k, tr in loaded.items()}, rounds=rounds)
+    series = interleave({k: functools.partial(tr.translate, texts) for k, tr in loaded.items()}, rounds=rounds)
     base = next((s.label for s in settings if s.baseline and s.label in series), None)
     base_ms = series[base].median() if base else float("nan")
     rows = []

@@ -200,8 +200,11 @@ def load_profile(key: str) -> dict[str, Any] | None:
     return data
 
 
-def write_profile(key: str, data: dict[str, Any]) -> Path:
-    """Writes a tuned profile atomically (for the tuner); returns its path."""
+def write_profile(key: str, data: dict[str, Any], header: str = "") -> Path:
+    """Writes a tuned profile atomically (for the tuner); returns its path.
+
+    ``header`` (already ``#``-commented lines) goes above the YAML: the tuner's measured table.
+    """
     import os
     import tempfile
 
@@ -212,6 +215,8 @@ def write_profile(key: str, data: dict[str, Any]) -> Path:
     body = {"format": PROFILE_FORMAT, "hardware_key": key, **{k: v for k, v in data.items() if k != "_path"}}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
+        if header:
+            f.write(header.rstrip("\n") + "\n")
         yaml.safe_dump(body, f, sort_keys=False, allow_unicode=True)
     os.replace(tmp, path)
     return path

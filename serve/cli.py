@@ -165,9 +165,29 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
 def cmd_bench(ns: argparse.Namespace, rest: list[str]) -> int:
     import importlib
 
-    modules = {"translate": "benchmarks.translate", "speak": "benchmarks.speak", "overhead": "benchmarks.overhead"}
+    modules = {
+        "translate": "benchmarks.translate",
+        "speak": "benchmarks.speak",
+        "overhead": "benchmarks.overhead",
+        "quality": "benchmarks.quality",
+        "original": "benchmarks.original",
+    }
     module = modules[ns.what]
     return int(importlib.import_module(module).main(rest) or 0)
+
+
+def cmd_tune(ns: argparse.Namespace, rest: list[str]) -> int:
+    """Runs the tuner (benchmarks/tune.py): exit 0 with a profile written, 1 without one."""
+    from benchmarks import tune
+
+    return int(tune.main(rest) or 0)
+
+
+def cmd_compare(ns: argparse.Namespace, rest: list[str]) -> int:
+    """Runs the offline A/B (benchmarks/compare.py) on two configs."""
+    from benchmarks import compare
+
+    return int(compare.main(rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,20 +223,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
 
     be = sub.add_parser("bench", help="run a benchmark (see benchmarks/); extra args go to it")
-    be.add_argument("what", choices=["translate", "speak", "overhead"])
+    be.add_argument("what", choices=["translate", "speak", "overhead", "quality", "original"])
+
+    # the benchmark modules own these arguments (hayaku tune --help shows them)
+    sub.add_parser("tune", help="measure the settings this machine can run, write the tuned profile", add_help=False)
+    sub.add_parser("compare", help="offline A/B of two Serve YAMLs on the corpus", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
-    if ns.cmd not in ("bench", "serve") and rest:
+    if ns.cmd not in ("bench", "serve", "tune", "compare") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if ns.cmd == "bench":
             return cmd_bench(ns, rest)
         if ns.cmd == "serve":
             return cmd_serve(ns, rest)
+        if ns.cmd in ("tune", "compare"):
+            return {"tune": cmd_tune, "compare": cmd_compare}[ns.cmd](ns, rest)
         handler = {"say": cmd_say, "backends": cmd_backends, "models": cmd_models, "graph": cmd_graph}[ns.cmd]
         return handler(ns)
     except HayakuError as exc:
