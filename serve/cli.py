@@ -222,7 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("graph", help="validate a Serve YAML and show the backends it resolves to here")
     g.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
 
-    be = sub.add_parser("bench", help="run a benchmark (see benchmarks/); extra args go to it")
+    be = sub.add_parser(
+        "bench", help="run a benchmark (see benchmarks/); extra args, --help too, go to it", add_help=False
+    )
     be.add_argument("what", choices=["translate", "speak", "overhead", "quality", "original"])
 
     # the benchmark modules own these arguments (hayaku tune --help shows them)
