@@ -41,6 +41,7 @@ Only ``translator`` and ``speaker`` are read here (``backend`` required; ``model
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,13 +72,25 @@ class Candidate:
         return f"{self.backend}" + (f"[{opts}]" if opts else "") + (f" {self.model}" if self.model else "")
 
 
+# Ray sets OMP_NUM_THREADS=1 in every replica (it follows num_cpus), which CTranslate2's and
+# torch's "default" thread count obey: a translator replica would decode on one core. `auto`
+# therefore asks for the machine's cores explicitly (single-request latency is what it optimises).
+_CORES = max(1, os.cpu_count() or 1)
 _CPU_TRANSLATORS = [
-    Candidate("ctranslate2", NLLB, {"device": "cpu", "compute_type": "int8"}, note="int8 CTranslate2 NLLB"),
     Candidate(
-        "llm", QWEN, {"runtime": "ctranslate2", "compute_type": "int8"}, note="bundled offline model, int8 CTranslate2"
+        "ctranslate2",
+        NLLB,
+        {"device": "cpu", "compute_type": "int8", "intra_threads": _CORES},
+        note="int8 CTranslate2 NLLB",
+    ),
+    Candidate(
+        "llm",
+        QWEN,
+        {"runtime": "ctranslate2", "compute_type": "int8", "threads": _CORES},
+        note="bundled offline model, int8 CTranslate2",
     ),
     Candidate("transformers", NLLB, {"device": "cpu", "quantize": "int8", "num_beams": 1}),
-    Candidate("llm", QWEN, {"runtime": "transformers"}, note="bundled offline model, torch"),
+    Candidate("llm", QWEN, {"runtime": "transformers", "threads": _CORES}, note="bundled offline model, torch"),
 ]
 _SPEAKERS_COMMON = [
     Candidate("kokoro", None, {}, "jf_alpha", note="natural Japanese voice, 82M int8 ONNX"),
