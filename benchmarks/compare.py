@@ -26,18 +26,11 @@ STAGES = ("translate", "synthesize", "total")
 
 def pipeline_from_config(path: Path) -> tuple[Any, str]:
     """(SpeechTranslator, summary) for the first application of a Serve YAML, resolved here."""
-    from backends import SpeechTranslator, create_speaker, create_translator
     from serve.auto import resolve_graph
     from serve.config import load_app_args
 
     resolved = resolve_graph(load_app_args(path)[0].args, where=str(path))
-    t, s = resolved.translator_stage(), resolved.speaker_stage()
-    max_chars = resolved.args.limits.max_chars
-    translator = create_translator(t["backend"], model=t["model"], options=t["options"], max_chars=max_chars)
-    speaker = create_speaker(
-        s["backend"], model=s["model"], options=s["options"], voice=s["voice"], max_chars=max_chars
-    )
-    pipe = SpeechTranslator(translator, speaker, resolved.args.source_lang, resolved.args.target_lang)
+    pipe = resolved.pipeline()
     return pipe, resolved.summary()
 
 

@@ -138,7 +138,6 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from backends import SpeechTranslator, create_speaker, create_translator
     from serve.app import graph_app
     from serve.auto import resolve_graph
 
@@ -170,12 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"direct ingress ports not found for {sorted(set(deployed) - set(direct))}", file=sys.stderr)
     _wait_http(urls["FastAPI + uvicorn, no Ray (same app, colocated)"] + "/healthz")
 
-    graph = resolve_graph(stages)
-    t, s = graph.translator_stage(), graph.speaker_stage()
-    local = SpeechTranslator(
-        create_translator(t["backend"], model=t["model"], options=t["options"]),
-        create_speaker(s["backend"], model=s["model"], options=s["options"], voice=s["voice"]),
-    )
+    local = resolve_graph(stages).pipeline()
     local.load()
 
     clients = {label: httpx.Client(base_url=url, timeout=120) for label, url in urls.items()}

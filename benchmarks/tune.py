@@ -267,6 +267,25 @@ def _corpus_run(
     return outputs, ms
 
 
+def _measure(row: dict[str, Any], build: Callable[[], Any], run: Callable[[Any], None]) -> dict[str, Any]:
+    """Builds and loads one backend, lets ``run`` fill ``row``; any failure becomes the row's reason."""
+    backend = None
+    try:
+        backend = build()
+        reason = type(backend).unavailable_reason(backend.model)
+        if reason:
+            raise RuntimeError(f"unavailable: {reason}")
+        backend.load()
+        run(backend)
+        row["ok"] = True
+    except Exception as exc:  # one bad setting is a failed row, never the end of the sweep
+        row["reason"] = f"{type(exc).__name__}: {exc}"[:300]
+    finally:
+        if backend is not None:
+            backend.close()
+    return row
+
+
 def measure_translator(
     cand: Candidate, pairs: Sequence[Any], deadline: float, say: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -283,28 +302,15 @@ def measure_translator(
         "reference": cand.reference,
         "ok": False,
     }
-    tr = None
-    try:
-        tr = create_translator(cand.backend, model=cand.model, options=cand.options)
-        reason = type(tr).unavailable_reason(cand.model)
-        if reason:
-            raise RuntimeError(f"unavailable: {reason}")
-        tr.load()
-        row["load_s"] = (tr.load_ms or 0.0) / 1000.0
-        t = tr
 
+    def run(tr: Any) -> None:
+        row["load_s"] = (tr.load_ms or 0.0) / 1000.0
         outputs, ms = _corpus_run(
-            lambda s: t.translate([s], "en", "ja")[0].text, [p.source for p in pairs], deadline, cand.label, say
+            lambda s: tr.translate([s], "en", "ja")[0].text, [p.source for p in pairs], deadline, cand.label, say
         )
-        row.update(
-            ok=True, ms=ms, outputs=outputs, p50_ms=_median(ms), chrf=chrf(outputs, [p.reference for p in pairs])
-        )
-    except Exception as exc:  # one bad setting is a failed row, never the end of the sweep
-        row["reason"] = f"{type(exc).__name__}: {exc}"[:300]
-    finally:
-        if tr is not None:
-            tr.close()
-    return row
+        row.update(ms=ms, outputs=outputs, p50_ms=_median(ms), chrf=chrf(outputs, [p.reference for p in pairs]))
+
+    return _measure(row, lambda: create_translator(cand.backend, model=cand.model, options=cand.options), run)
 
 
 def measure_speaker(
@@ -320,29 +326,23 @@ def measure_speaker(
         "options": cand.options,
         "ok": False,
     }
-    sp = None
-    try:
-        sp = create_speaker(cand.backend, model=cand.model, options=cand.options, voice=cand.voice)
-        reason = type(sp).unavailable_reason(cand.model)
-        if reason:
-            raise RuntimeError(f"unavailable: {reason}")
-        row["synthetic"] = bool(type(sp).synthetic)
-        sp.load()
+
+    def run(sp: Any) -> None:
         row["voice"] = sp.voice or sp.default_voice
-        s = sp
 
         def speak(text: str) -> str:
-            s.synthesize(text, "ja")
+            sp.synthesize(text, "ja")
             return ""
 
         _, ms = _corpus_run(speak, texts, deadline, cand.label, say)
-        row.update(ok=True, ms=ms, p50_ms=_median(ms), load_s=(sp.load_ms or 0.0) / 1000.0)
-    except Exception as exc:  # recorded as data, the sweep goes on
-        row["reason"] = f"{type(exc).__name__}: {exc}"[:300]
-    finally:
-        if sp is not None:
-            sp.close()
-    return row
+        row.update(ms=ms, p50_ms=_median(ms), load_s=(sp.load_ms or 0.0) / 1000.0)
+
+    def build() -> Any:
+        sp = create_speaker(cand.backend, model=cand.model, options=cand.options, voice=cand.voice)
+        row["synthetic"] = bool(type(sp).synthetic)  # known before loading, so failed rows carry it too
+        return sp
+
+    return _measure(row, build, run)
 
 
 def sweep(

@@ -49,6 +49,7 @@ from typing import Any
 from backends import registry, store
 from backends.base import parse_options
 from backends.errors import InvalidRequest
+from backends.pipeline import SpeechTranslator
 from serve import hardware
 from serve.config import AUTO, ConfigError, GraphArgs, check_stage, parse_args
 
@@ -168,6 +169,17 @@ class ResolvedGraph:
 
     def speaker_stage(self) -> dict[str, Any]:
         return self.speaker.stage(self.args.speaker.model_dump())
+
+    def pipeline(self) -> SpeechTranslator:
+        """The same graph as an in-process SpeechTranslator (not loaded): for the CLI and benchmarks."""
+        t, s, a = self.translator_stage(), self.speaker_stage(), self.args
+        translator = registry.create_translator(
+            t["backend"], model=t["model"], options=t["options"], max_chars=a.limits.max_chars
+        )
+        speaker = registry.create_speaker(
+            s["backend"], model=s["model"], options=s["options"], voice=s["voice"], max_chars=a.limits.max_chars
+        )
+        return SpeechTranslator(translator, speaker, source_lang=a.source_lang, target_lang=a.target_lang)
 
     def to_dict(self) -> dict[str, Any]:
         hw = {k: v for k, v in self.hardware.items() if k != "runtimes"}

@@ -77,7 +77,6 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 def _pipeline(ns: argparse.Namespace) -> Any:
     """Builds the in-process pipeline from a Serve YAML (default configs/fast.yaml) plus CLI overrides."""
-    from backends import SpeechTranslator, create_speaker, create_translator
     from serve.auto import resolve_graph
     from serve.config import GraphArgs, load_app_args, parse_args
 
@@ -99,15 +98,7 @@ def _pipeline(ns: argparse.Namespace) -> Any:
             data[key] = getattr(ns, key)
     resolved = resolve_graph(parse_args(data, "command line"))
     print(resolved.summary(), file=sys.stderr)
-    t, s = resolved.translator_stage(), resolved.speaker_stage()
-    limits = resolved.args.limits
-    translator = create_translator(t["backend"], model=t["model"], options=t["options"], max_chars=limits.max_chars)
-    speaker = create_speaker(
-        s["backend"], model=s["model"], options=s["options"], voice=s["voice"], max_chars=limits.max_chars
-    )
-    return SpeechTranslator(
-        translator, speaker, source_lang=resolved.args.source_lang, target_lang=resolved.args.target_lang
-    )
+    return resolved.pipeline()
 
 
 def cmd_say(ns: argparse.Namespace) -> int:
