@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import Field
 
 from backends import store
+from backends.base import DEFAULT_MAX_CHARS
 from backends.decoding import GreedyOptions, GreedyTranslator
 from backends.errors import BackendUnavailable
 
@@ -223,7 +224,7 @@ class OnnxTranslator(GreedyTranslator):
 
     options: OnnxOptions
 
-    def __init__(self, model: str | None = None, options: Any = None, max_chars: int = 5000) -> None:
+    def __init__(self, model: str | None = None, options: Any = None, max_chars: int = DEFAULT_MAX_CHARS) -> None:
         super().__init__(model, options, max_chars=max_chars)
         self._encoder: Any = None
         self._decoder: Any = None

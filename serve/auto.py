@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from backends import registry, store
-from backends.base import parse_options
+from backends.base import DEFAULT_MAX_CHARS, parse_options
 from backends.errors import InvalidRequest
 from backends.pipeline import SpeechTranslator
 from serve import hardware
@@ -303,7 +303,7 @@ def resolve_stage(
     hw: dict[str, Any],
     profile: dict[str, Any] | None = None,
     where: str = "args",
-    max_chars: int = 5000,
+    max_chars: int = DEFAULT_MAX_CHARS,
 ) -> Choice:
     """Resolves one stage. A named backend is checked to run here; ``auto`` is chosen as documented above."""
     where = f"{where}.{role}"
