@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import wave
 
 import numpy as np
@@ -15,19 +16,54 @@ MEDIA_TYPES = {"wav": "audio/wav", "pcm": "audio/pcm", "flac": "audio/flac"}
 
 
 def concat(results: list[SpeechResult], gap_s: float = 0.0) -> tuple[np.ndarray, int]:
-    """Joins sentence audio into one int16 track, with optional silence between pieces."""
+    """Joins sentence audio into one int16 track at the first piece's rate, with silence between pieces.
+
+    Pieces at another rate (a fallback speaker served them) are resampled, not refused.
+    """
     if not results:
         return np.zeros(0, dtype=np.int16), 24000
     rate = results[0].sample_rate
-    gap = np.zeros(int(rate * gap_s), dtype=np.int16)
+    gap = silence(rate, gap_s)
     parts: list[np.ndarray] = []
     for i, r in enumerate(results):
-        if r.sample_rate != rate:
-            raise ValueError(f"cannot join {r.sample_rate} Hz audio to {rate} Hz audio")
         if i and len(gap):
             parts.append(gap)
-        parts.append(r.int16())
+        parts.append(at_rate(r, rate))
     return np.concatenate(parts), rate
+
+
+def silence(rate: int, seconds: float) -> np.ndarray:
+    return np.zeros(int(rate * seconds), dtype=np.int16)
+
+
+def at_rate(result: SpeechResult, rate: int) -> np.ndarray:
+    """The result's samples as int16 at ``rate`` (linear interpolation when the rates differ)."""
+    pcm = result.int16()
+    if result.sample_rate == rate or not len(pcm):
+        return pcm
+    n = max(1, round(len(pcm) * rate / result.sample_rate))
+    x = np.linspace(0, len(pcm) - 1, n)
+    return np.interp(x, np.arange(len(pcm)), pcm.astype(np.float32)).astype(np.int16)
+
+
+def pcm_bytes(samples: np.ndarray) -> bytes:
+    """int16 samples as raw s16le bytes (the body of a streamed WAV or audio/pcm response)."""
+    return samples.astype("<i2").tobytes()
+
+
+def wav_stream_header(sample_rate: int) -> bytes:
+    """A mono 16-bit WAV header for a stream of unknown length (sizes 0xFFFFFFFF, as live encoders write)."""
+    unknown = 0xFFFFFFFF
+    fmt = struct.pack("<HHIIHH", 1, 1, int(sample_rate), int(sample_rate) * 2, 2, 16)
+    return (
+        b"RIFF"
+        + struct.pack("<I", unknown)
+        + b"WAVEfmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", unknown)
+    )
 
 
 def encode(samples: np.ndarray, sample_rate: int, fmt: str = "wav") -> bytes:

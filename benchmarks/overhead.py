@@ -63,6 +63,7 @@ def serve_fastapi(port: int, real: bool) -> None:
     import uvicorn
 
     from deployments import ingress
+    from serve.app import ingress_args
     from serve.auto import resolve_graph
 
     graph = resolve_graph({**(REAL if real else SYNTHETIC), "colocate": True})
@@ -70,7 +71,7 @@ def serve_fastapi(port: int, real: bool) -> None:
     # serve.ingress subclasses our class (first base) with Ray's ASGI wrapper; build ours alone.
     obj: Any = object.__new__(wrapper)
     ours: Any = wrapper.__mro__[1]
-    ours.__init__(obj, graph.to_dict(), None, None, graph.translator_stage(), graph.speaker_stage())
+    ours.__init__(obj, *ingress_args(graph))
 
     async def instance() -> Any:  # async, as Serve's own: a sync dependency would run in a thread pool
         return obj

@@ -25,7 +25,44 @@ from deployments.ingress import Ingress
 from deployments.speaker import Speaker
 from deployments.translator import Translator
 from serve.auto import ResolvedGraph, resolve_graph
-from serve.config import ConfigError, GraphArgs
+from serve.config import ConfigError, GraphArgs, VariantConfig, deployment_names, stage_deployment, variant_list
+
+
+def resolve_variants(graph: ResolvedGraph) -> list[tuple[VariantConfig, ResolvedGraph]]:
+    """Each A/B variant with its stages resolved (``auto`` included) on the graph's machine."""
+    a = graph.args
+    out = []
+    for i, v in enumerate(variant_list(a)):
+        if v.translator == a.translator and v.speaker == a.speaker:
+            out.append((v, graph))
+            continue
+        alone = a.model_copy(update={"translator": v.translator, "speaker": v.speaker, "variants": []})
+        out.append((v, resolve_graph(alone, hw=graph.hardware, where=f"args.variants[{i}]")))
+    return out
+
+
+def ingress_args(graph: ResolvedGraph, bind: Any = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The Ingress constructor's arguments: the graph's description and its variants.
+
+    ``bind(deployment_name, role, resolved)`` returns the stage's bound deployment; without it the
+    stages run inside the ingress (colocated; also how benchmarks run the app without Ray).
+    """
+    a = graph.args
+    resolved = resolve_variants(graph)
+    info = graph.to_dict()
+    info["variants"] = [{"name": v.name, "weight": v.weight, "shadow": v.shadow} for v, _ in resolved]
+    info["ab"] = a.ab.model_dump()
+    variants = []
+    for v, rg in resolved:
+        entry: dict[str, Any] = {"name": v.name, "weight": v.weight, "shadow": v.shadow, "graph": rg.to_dict()}
+        for role in ("translator", "speaker"):
+            stage = rg.translator_stage() if role == "translator" else rg.speaker_stage()
+            if bind is None:
+                entry[f"{role}_stage"] = stage
+            else:
+                entry[role] = bind(stage_deployment(role, a, v), role, rg)
+        variants.append(entry)
+    return info, variants
 
 
 def graph_app(graph: ResolvedGraph, deployments: dict[str, dict[str, Any]] | None = None) -> Application:
@@ -33,21 +70,31 @@ def graph_app(graph: ResolvedGraph, deployments: dict[str, dict[str, Any]] | Non
 
     ``deployments`` maps a deployment name to ``.options()`` overrides, like the YAML's
     ``deployments:`` list does for ``serve run`` (e.g. ``{"Translator": {"num_replicas": 2}}``).
+    A/B variants whose stage differs from the graph's get deployments of their own
+    (``Translator_<variant>``, ``Speaker_<variant>``).
     """
     over = deployments or {}
-    unknown = set(over) - {"Ingress", "Translator", "Speaker"}
-    if unknown:
-        raise ConfigError(f"deployments: unknown names {sorted(unknown)}; valid: Ingress, Translator, Speaker")
     a = graph.args
-    info = graph.to_dict()
-    ingress = cast(Deployment, Ingress).options(**over.get("Ingress", {}))
-    if a.colocate:
-        return ingress.bind(info, None, None, graph.translator_stage(), graph.speaker_stage())
-    translator = Translator.options(**over.get("Translator", {})).bind(
-        graph.translator_stage(), a.limits.max_chars, a.source_lang, a.target_lang
-    )
-    speaker = Speaker.options(**over.get("Speaker", {})).bind(graph.speaker_stage(), a.limits.max_chars, a.target_lang)
-    return ingress.bind(info, translator, speaker)
+    valid = deployment_names(a)
+    unknown = set(over) - set(valid)
+    if unknown:
+        raise ConfigError(f"deployments: unknown names {sorted(unknown)}; valid: {', '.join(valid)}")
+    bound: dict[str, Application] = {}
+
+    def bind(name: str, role: str, rg: ResolvedGraph) -> Application:
+        if name not in bound:
+            if role == "translator":
+                bound[name] = Translator.options(name=name, **over.get(name, {})).bind(
+                    rg.translator_stage(), a.limits.max_chars, a.source_lang, a.target_lang
+                )
+            else:
+                bound[name] = Speaker.options(name=name, **over.get(name, {})).bind(
+                    rg.speaker_stage(), a.limits.max_chars, a.target_lang
+                )
+        return bound[name]
+
+    info, variants = ingress_args(graph, None if a.colocate else bind)
+    return cast(Deployment, Ingress).options(**over.get("Ingress", {})).bind(info, variants)
 
 
 def build(args: GraphArgs | dict[str, Any]) -> Application:

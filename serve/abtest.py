@@ -1,0 +1,217 @@
+"""Live A/B between variants: which variant serves a request, and what the server saw of each.
+
+Plain Python (no Ray), so the routing and the statistics are tested in a plain process.
+The ingress keeps one ``Router`` and one ``ABStats`` per replica; with several ingress
+replicas GET /v1/ab reports the replica that answered it (Ray's metrics carry the totals).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends.errors import InvalidRequest
+from serve.config import ConfigError, check_weights
+
+
+def key_point(key: str) -> float:
+    """A client key's fixed point in [0, 1): the same key always lands on the same variant."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+class Router:
+    """Chooses a variant: forced by name, sticky by client key, or at random by weight."""
+
+    def __init__(
+        self, weights: Mapping[str, float], shadows: Mapping[str, float] | None = None, *, seed: int | None = None
+    ) -> None:
+        self._rng = random.Random(seed)
+        self.shadows: dict[str, float] = dict(shadows or {})
+        self.set_weights(weights)
+
+    def set_weights(self, weights: Mapping[str, float], where: str = "weights") -> None:
+        """Replaces the weights (live, from user_config); unknown or missing names are errors."""
+        if hasattr(self, "weights"):
+            unknown = set(weights) - set(self.weights)
+            if unknown:
+                raise ConfigError(f"{where}: unknown variants {sorted(unknown)}; valid: {', '.join(self.weights)}")
+            weights = {**self.weights, **weights}
+        check_weights(dict(weights), where)
+        self.weights: dict[str, float] = {k: float(v) for k, v in weights.items()}
+        total = sum(self.weights.values())
+        acc = 0.0
+        self._cuts: list[tuple[float, str]] = []
+        for name, w in self.weights.items():
+            if w > 0:
+                acc += w / total
+                self._cuts.append((acc, name))
+
+    def _at(self, point: float) -> str:
+        for cut, name in self._cuts:
+            if point < cut:
+                return name
+        return self._cuts[-1][1]
+
+    def choose(self, key: str | None = None, forced: str | None = None) -> tuple[str, str]:
+        """Returns (variant, how) where how is 'forced', 'sticky' or 'random'."""
+        if forced:
+            if forced not in self.weights:
+                raise InvalidRequest(
+                    f"variant {forced!r} does not exist; valid: {', '.join(self.weights)}", status=400, field="variant"
+                )
+            return forced, "forced"
+        if key:
+            return self._at(key_point(key)), "sticky"
+        return self._at(self._rng.random()), "random"
+
+    def shadow_targets(self) -> list[str]:
+        """The shadow variants that get a copy of this request (each by its own rate)."""
+        return [name for name, rate in self.shadows.items() if rate > 0 and self._rng.random() < rate]
+
+
+def mann_whitney(a: Iterable[float], b: Iterable[float]) -> dict[str, float | None]:
+    """Two-sided Mann-Whitney U test (normal approximation with tie correction).
+
+    Returns U of ``a``, z, the p-value and the common-language effect size
+    P(a > b) + P(a = b)/2; None values when a side has fewer than 2 samples.
+    """
+    x, y = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    n1, n2 = len(x), len(y)
+    if n1 < 2 or n2 < 2:
+        return {"u": None, "z": None, "p_value": None, "p_a_slower": None}
+    allv = np.concatenate([x, y])
+    order = np.argsort(allv, kind="mergesort")
+    ranks = np.empty(len(allv))
+    sorted_v = allv[order]
+    i = 0
+    ties = 0.0
+    while i < len(sorted_v):
+        j = i
+        while j + 1 < len(sorted_v) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
+        t = j - i + 1
+        ties += t**3 - t
+        i = j + 1
+    u1 = float(ranks[:n1].sum() - n1 * (n1 + 1) / 2.0)
+    n = n1 + n2
+    mu = n1 * n2 / 2.0
+    sigma = math.sqrt(n1 * n2 / 12.0 * ((n + 1) - ties / (n * (n - 1))))
+    if sigma == 0:
+        return {"u": u1, "z": 0.0, "p_value": 1.0, "p_a_slower": u1 / (n1 * n2)}
+    z = (u1 - mu - math.copysign(0.5, u1 - mu)) / sigma if u1 != mu else 0.0
+    p = math.erfc(abs(z) / math.sqrt(2.0))
+    return {"u": u1, "z": round(z, 4), "p_value": min(1.0, p), "p_a_slower": round(u1 / (n1 * n2), 4)}
+
+
+def bootstrap_ratio(a: Iterable[float], b: Iterable[float], n: int = 2000, seed: int = 0) -> dict[str, float | None]:
+    """median(a) / median(b) with a 95% bootstrap confidence interval."""
+    x, y = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if len(x) < 2 or len(y) < 2 or np.median(y) == 0:
+        return {"ratio": None, "ci_low": None, "ci_high": None}
+    rng = np.random.default_rng(seed)
+    mx = np.median(rng.choice(x, (n, len(x))), axis=1)
+    my = np.median(rng.choice(y, (n, len(y))), axis=1)
+    ratios = mx / np.where(my == 0, np.nan, my)
+    lo, hi = np.nanpercentile(ratios, [2.5, 97.5])
+    return {
+        "ratio": round(float(np.median(x) / np.median(y)), 4),
+        "ci_low": round(float(lo), 4),
+        "ci_high": round(float(hi), 4),
+    }
+
+
+@dataclass
+class _VariantStats:
+    window: int
+    requests: int = 0
+    errors: int = 0
+    fallbacks: int = 0
+    dropped: int = 0
+    latency: deque[float] = field(default_factory=deque)
+    stages: dict[str, deque[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.latency = deque(maxlen=self.window)
+
+
+def _pct(values: Iterable[float], q: float) -> float | None:
+    arr = np.asarray(list(values), dtype=float)
+    return round(float(np.percentile(arr, q)), 3) if len(arr) else None
+
+
+class ABStats:
+    """Per-variant request counts, error counts and latest latencies (end to end and per stage)."""
+
+    def __init__(self, variants: Iterable[str], window: int = 5000, shadows: Iterable[str] = ()) -> None:
+        self.window = window
+        self.shadows = set(shadows)
+        self.started = time.time()
+        self.v: dict[str, _VariantStats] = {name: _VariantStats(window) for name in [*variants, *self.shadows]}
+
+    def record(
+        self, variant: str, ok: bool, total_ms: float, stages: Mapping[str, float] | None = None, fallback: bool = False
+    ) -> None:
+        s = self.v[variant]
+        s.requests += 1
+        s.fallbacks += int(fallback)
+        if not ok:
+            s.errors += 1
+            return
+        s.latency.append(total_ms)
+        for name, ms in (stages or {}).items():
+            s.stages.setdefault(name, deque(maxlen=self.window)).append(ms)
+
+    def drop(self, variant: str) -> None:
+        self.v[variant].dropped += 1
+
+    def report(self, weights: Mapping[str, float]) -> dict[str, Any]:
+        """What GET /v1/ab returns: per variant counts, p50/p95, error rate; pairwise tests vs the first variant."""
+        out: dict[str, Any] = {"since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)), "variants": {}}
+        total = sum(weights.values()) or 1.0
+        for name, s in self.v.items():
+            out["variants"][name] = {
+                "weight": weights.get(name),
+                "share_configured": round(weights[name] / total, 4) if name in weights else None,
+                "shadow": name in self.shadows,
+                "requests": s.requests,
+                "errors": s.errors,
+                "error_rate": round(s.errors / s.requests, 4) if s.requests else None,
+                "fallbacks": s.fallbacks,
+                "shadow_dropped": s.dropped,
+                "latency_ms": {"n": len(s.latency), "p50": _pct(s.latency, 50), "p95": _pct(s.latency, 95)},
+                "stages_ms": {k: {"p50": _pct(d, 50), "p95": _pct(d, 95)} for k, d in s.stages.items()},
+            }
+        served = sum(s.requests for n, s in self.v.items() if n not in self.shadows)
+        for name, s in self.v.items():
+            if name not in self.shadows:
+                out["variants"][name]["share_observed"] = round(s.requests / served, 4) if served else None
+        names = list(self.v)
+        comparisons = []
+        if len(names) >= 2:
+            base = names[0]
+            for other in names[1:]:
+                a, b = self.v[other].latency, self.v[base].latency
+                test = mann_whitney(a, b)
+                p = test["p_value"]
+                comparisons.append(
+                    {
+                        "a": other,
+                        "b": base,
+                        "test": "mann-whitney-u (two-sided)",
+                        **test,
+                        "median_ratio_a_over_b": bootstrap_ratio(a, b),
+                        "significant_at_0.05": bool(p is not None and p < 0.05),
+                    }
+                )
+        out["comparisons"] = comparisons
+        return out
