@@ -131,7 +131,7 @@ class _Ctx:
             src = r.get("fallback_from") if isinstance(r, dict) else getattr(r, "fallback_from", None)
             served = r.get("backend") if isinstance(r, dict) else getattr(r, "backend", None)
             if src:
-                note = f"{role}: {src} -> {served}"
+                note = f"{role}: {src.get('backend')} failed ({src.get('reason')}), {served} served"
                 if note not in self.fallback:
                     self.fallback.append(note)
 
@@ -163,10 +163,8 @@ def _cancel(parts: list[Any]) -> None:
     for p in parts:
         cancel = getattr(p, "cancel", None)
         if cancel is not None:
-            try:
+            with contextlib.suppress(Exception):  # already finished or never started: nothing to stop
                 cancel()
-            except Exception:  # already finished or never started: nothing to stop
-                pass
 
 
 def _timings(**ms: float) -> dict[str, float]:
@@ -178,13 +176,19 @@ def _ndjson(obj: dict[str, Any]) -> bytes:
 
 
 def _complete_sentences(buffer: str, lang: str, flush: bool) -> tuple[list[str], str]:
-    """Splits a live text buffer into finished sentences and the unfinished rest."""
+    """Splits a live text buffer into finished sentences and the unfinished rest (raw, spaces kept)."""
     sentences = split_sentences(buffer, lang)
     if not sentences:
         return [], "" if flush else buffer
     if flush or buffer.rstrip()[-1:] in _SENTENCE_END:
         return sentences, ""
-    return sentences[:-1], sentences[-1]
+    # Splitting only normalises whitespace: the rest is the buffer's tail with as many visible characters.
+    visible = sum(not ch.isspace() for ch in sentences[-1])
+    pos = len(buffer)
+    while visible and pos:
+        pos -= 1
+        visible -= not buffer[pos].isspace()
+    return sentences[:-1], buffer[pos:]
 
 
 # The ingress mostly awaits other replicas: it reserves no CPU, so a 2-core machine fits the whole graph.

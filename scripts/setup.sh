@@ -18,11 +18,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
-# espeak-ng is a system program (the espeak backend runs it as a subprocess).
-if ! command -v espeak-ng >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  say "installing espeak-ng (Debian package)"
-  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) \
-    || say "could not install espeak-ng; the espeak backend will report itself unavailable"
+# espeak-ng is a system program (the espeak backend runs it as a subprocess); with the test extra,
+# Debian's chromium is the browser that tests/e2e/test_web_page.py drives (Playwright's own download
+# needs the web).
+APT=()
+command -v espeak-ng >/dev/null 2>&1 || APT+=(espeak-ng)
+case ",$EXTRAS," in *,test,* | *,all,*) command -v chromium >/dev/null 2>&1 || APT+=(chromium) ;; esac
+if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  say "installing ${APT[*]} (Debian packages)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null) \
+    || say "could not install ${APT[*]}; the espeak backend / the web page test will report themselves unavailable"
 fi
 
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then

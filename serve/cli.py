@@ -142,8 +142,11 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
     import shutil
 
     from serve.auto import resolve_graph
-    from serve.config import load_app_args
+    from serve.config import exposure_warning, load_app_args, read_yaml
 
+    warning = exposure_warning(read_yaml(ns.config), os.environ)
+    if warning:
+        print(f"hayaku: warning: {warning}", file=sys.stderr)
     for app in load_app_args(Path(ns.config)):
         print(resolve_graph(app.args).summary(), file=sys.stderr)
     exe = shutil.which("serve", path=str(Path(sys.executable).parent)) or shutil.which("serve")
@@ -153,17 +156,23 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+#: `hayaku bench <name>` -> the benchmark module whose main(argv) runs it
+BENCHMARKS = {
+    "translate": "benchmarks.translate",
+    "speak": "benchmarks.speak",
+    "overhead": "benchmarks.overhead",
+    "quality": "benchmarks.quality",
+    "original": "benchmarks.original",
+    "load": "benchmarks.load",
+    "reliability": "benchmarks.reliability",
+    "stream": "benchmarks.stream",
+}
+
+
 def cmd_bench(ns: argparse.Namespace, rest: list[str]) -> int:
     import importlib
 
-    modules = {
-        "translate": "benchmarks.translate",
-        "speak": "benchmarks.speak",
-        "overhead": "benchmarks.overhead",
-        "quality": "benchmarks.quality",
-        "original": "benchmarks.original",
-    }
-    module = modules[ns.what]
+    module = BENCHMARKS[ns.what]
     return int(importlib.import_module(module).main(rest) or 0)
 
 
@@ -216,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     be = sub.add_parser(
         "bench", help="run a benchmark (see benchmarks/); extra args, --help too, go to it", add_help=False
     )
-    be.add_argument("what", choices=["translate", "speak", "overhead", "quality", "original"])
+    be.add_argument("what", choices=list(BENCHMARKS))
 
     # the benchmark modules own these arguments (hayaku tune --help shows them)
     sub.add_parser("tune", help="measure the settings this machine can run, write the tuned profile", add_help=False)
