@@ -264,3 +264,23 @@ def test_websocket_garbage_gets_an_error_and_a_clean_close(slow_url: str) -> Non
     assert "valid types: text, flush, end" in json.loads(got[0])["error"]["message"]
     # The server keeps serving.
     assert httpx.post(f"{slow_url}/v1/translate", json={"text": "Hi."}, timeout=30).status_code == 200
+
+
+def test_per_variant_metrics_reach_prometheus(ab_url: str) -> None:
+    """hayaku_requests / hayaku_latency_ms by variant, scraped from Ray's Prometheus endpoint."""
+    import ray
+
+    port = ray._private.worker.global_worker.node.metrics_export_port
+    with httpx.Client(timeout=30) as c:
+        for v in ("a", "b"):
+            assert c.post(f"{ab_url}/v1/translate?variant={v}", json={"text": "Hi."}).status_code == 200
+        deadline = time.monotonic() + 90  # Ray exports custom metrics every few seconds
+        text = ""
+        while time.monotonic() < deadline:
+            text = c.get(f"http://127.0.0.1:{port}/metrics").text
+            if 'variant="b"' in text and "hayaku_latency_ms_bucket" in text:
+                break
+            time.sleep(2)
+    lines = [x for x in text.splitlines() if x.startswith("ray_hayaku_")]
+    assert any(x.startswith("ray_hayaku_requests") and 'variant="a"' in x and 'route="translate"' in x for x in lines)
+    assert any("hayaku_latency_ms_bucket" in x and 'variant="b"' in x and 'stage="translate"' in x for x in lines)

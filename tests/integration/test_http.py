@@ -95,6 +95,13 @@ def test_openai_client(client: httpx.Client) -> None:
     with pytest.raises(openai.UnprocessableEntityError) as err:
         oc.audio.speech.create(model="tts-1", voice="sine", input="hi", response_format="mp3")
     assert "'wav', 'pcm' or 'flac'" in str(err.value)
+    # The official client's streaming call: PCM arrives sentence by sentence, the same audio as whole.
+    whole = oc.audio.speech.create(model="hayaku", voice="sine", input="こんにちは。元気です。", response_format="pcm")
+    with oc.audio.speech.with_streaming_response.create(
+        model="hayaku", voice="sine", input="こんにちは。元気です。", response_format="pcm", stream_format="audio"
+    ) as streamed:
+        assert streamed.headers["x-hayaku-sample-rate"] == "24000"
+        assert b"".join(streamed.iter_bytes()) == whole.content
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,7 @@ def test_unknown_deployment_name(tmp_path: Path) -> None:
         load_app_args(_yaml(tmp_path, {**TINY, "colocate": True}, [{"name": "Translator"}]))
 
 
-@pytest.mark.parametrize("name", ["tiny", "fast", "cpu", "cuda", "m4max"])
+@pytest.mark.parametrize("name", ["tiny", "fast", "cpu", "cuda", "m4max", "ab"])
 def test_shipped_configs_are_valid(name: str) -> None:
     (app,) = load_app_args(ROOT / "configs" / f"{name}.yaml")
     assert app.args.target_lang == "ja"
