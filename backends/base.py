@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from backends.errors import BackendUnavailable, InvalidRequest
+from backends.errors import BackendUnavailable, BadOutput, InvalidRequest
 from backends.languages import normalize_lang
 from backends.types import SpeechResult, TranslationResult
 
@@ -33,16 +33,25 @@ class BackendOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
 
+def short_repr(value: Any, limit: int = 100) -> str:
+    """``repr(value)`` for an error message: at most ``limit`` characters, and it never raises
+    (an int past Python's 4300-digit limit, a value nested too deep or containing itself)."""
+    try:
+        text = repr(value)
+    except Exception:  # ValueError (huge int), RecursionError (deep nesting)
+        text = f"<a {type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def format_validation_error(err: ValidationError, prefix: str = "options") -> str:
     """Turns a pydantic error into one line per bad field, quoting the value given."""
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
-        given = e.get("input")
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown option"
-        lines.append(f"{loc}: {msg} (got {given!r})")
+        lines.append(f"{loc}: {msg} (got {short_repr(e.get('input'))})")
     return "; ".join(lines)
 
 
@@ -52,7 +61,7 @@ def parse_options(cls: type[BackendOptions], raw: Any, where: str = "options") -
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise InvalidRequest(f"{where} must be a mapping, got {raw!r}")
+        raise InvalidRequest(f"{where} must be a mapping, got {short_repr(raw)}")
     try:
         return cls(**raw)
     except ValidationError as err:
@@ -62,7 +71,8 @@ def parse_options(cls: type[BackendOptions], raw: Any, where: str = "options") -
 
 def safe_name(value: str, what: str) -> str:
     """Voice and model names are plain names: no path separators, no leading dot or dash."""
-    if not isinstance(value, str) or not _SAFE_NAME.match(value):
+    # fullmatch: with match, "$" would also accept a name that ends in a newline
+    if not isinstance(value, str) or not _SAFE_NAME.fullmatch(value):
         raise InvalidRequest(f"invalid {what} {value!r}: use letters, digits, '_', '-' or '.', not a path")
     return value
 
@@ -93,7 +103,7 @@ class Backend(ABC):  # noqa: B024 - abstract through its two role subclasses
     synthetic: ClassVar[bool] = False
     #: False for backends whose calls take microseconds without I/O: servers may call them on the
     #: event loop instead of paying a worker-thread hop per request
-    blocking: ClassVar[bool] = True
+    blocking: bool = True  # a class default; an instance may set its own from its options
 
     def __init__(self, model: str | None = None, options: Any = None) -> None:
         self.model = model
@@ -198,7 +208,7 @@ class Translator(Backend):
         outputs = self._translate(list(texts), src, tgt)
         total = (time.perf_counter() - start) * 1000.0
         if len(outputs) != len(texts):
-            raise RuntimeError(f"{self.name} returned {len(outputs)} outputs for {len(texts)} inputs")
+            raise BadOutput(f"{self.name} returned {len(outputs)} outputs for {len(texts)} inputs")
         opts = self.options.model_dump()
         results = []
         for text, (out, n_tokens) in zip(texts, outputs, strict=True):
@@ -273,9 +283,9 @@ class Speaker(Backend):
         if audio.dtype != np.int16:
             audio = audio.astype(np.float32)
             if not np.all(np.isfinite(audio)):
-                raise RuntimeError(f"{self.name} produced non-finite audio for {len(text)} characters")
+                raise BadOutput(f"{self.name} produced non-finite audio for {len(text)} characters")
         if len(audio) == 0:
-            raise RuntimeError(f"{self.name} produced no audio for {len(text)} characters")
+            raise BadOutput(f"{self.name} produced no audio for {len(text)} characters")
         return SpeechResult(
             audio=audio,
             sample_rate=int(rate),

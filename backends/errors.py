@@ -34,3 +34,9 @@ class BackendTimeout(BackendUnavailable):
     """A backend did not answer within its deadline."""
 
     kind = "timeout"
+
+
+class BadOutput(BackendUnavailable):
+    """A backend answered with garbage (non-finite or no audio, the wrong number of outputs): 503, not a 200."""
+
+    kind = "bad_output"

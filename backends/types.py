@@ -39,6 +39,8 @@ class TranslationResult:
     options: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
     output_tokens: int | None = None
+    #: set when a fallback served: ``{"backend": <primary>, "reason": <why the primary did not>}``
+    fallback_from: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +58,8 @@ class SpeechResult:
     backend: str
     options: dict[str, Any]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    #: set when a fallback served: ``{"backend": <primary>, "reason": <why the primary did not>}``
+    fallback_from: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         audio = np.asarray(self.audio)
@@ -90,4 +94,5 @@ class SpeechResult:
             "backend": self.backend,
             "options": self.options,
             "timings_ms": self.timings_ms,
+            "fallback_from": self.fallback_from,
         }

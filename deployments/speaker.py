@@ -17,8 +17,9 @@ from ray import serve
 from backends import registry
 from backends.base import Speaker as SpeakerBackend
 from backends.errors import HayakuError
+from backends.fallback import FallbackSpeaker
 from backends.types import SpeechResult
-from deployments.common import BackendHolder
+from deployments.common import BackendHolder, build_stage_backend
 from serve.config import merge_update
 
 log = logging.getLogger("hayaku.speaker")
@@ -28,14 +29,18 @@ WARMUP_TEXT = {"ja": "こんにちは。", "zh": "你好。", "ko": "안녕하�
 
 
 def build_speaker(stage: dict[str, Any], max_chars: int, lang: str) -> SpeakerBackend:
-    """Builds, loads and warms up the stage's speaker; blocking."""
-    backend = registry.create_speaker(
-        stage["backend"], stage.get("model"), stage.get("options"), voice=stage.get("voice"), max_chars=max_chars
-    )
-    backend.load()
-    warm_lang = lang if not backend.languages or lang in backend.languages else backend.languages[0]
-    backend.synthesize(WARMUP_TEXT.get(warm_lang, "Hello."), warm_lang)
-    return backend
+    """Builds, loads and warms up the stage's speaker or fallback chain; blocking."""
+
+    def create(s: dict[str, Any]) -> SpeakerBackend:
+        return registry.create_speaker(
+            s["backend"], s.get("model"), s.get("options"), voice=s.get("voice"), max_chars=max_chars
+        )
+
+    def probe(backend: SpeakerBackend) -> Any:
+        warm_lang = lang if not backend.languages or lang in backend.languages else backend.languages[0]
+        return backend.synthesize(WARMUP_TEXT.get(warm_lang, "Hello."), warm_lang)
+
+    return build_stage_backend(stage, "speaker", create, probe, FallbackSpeaker)
 
 
 class SpeakerReplica(BackendHolder[SpeakerBackend]):
@@ -85,6 +90,8 @@ class SpeakerReplica(BackendHolder[SpeakerBackend]):
         async with self._lock:
             backend = self._backend
             try:
+                if isinstance(backend, FallbackSpeaker):  # times out and hops threads itself
+                    return await backend.asynthesize(text, lang, voice, speed)
                 if not backend.blocking:
                     return backend.synthesize(text, lang, voice, speed)
                 return await asyncio.to_thread(backend.synthesize, text, lang, voice, speed)

@@ -19,22 +19,27 @@ from ray import serve
 from backends import registry
 from backends.base import Translator as TranslatorBackend
 from backends.errors import HayakuError
-from deployments.common import BackendHolder
+from backends.fallback import FallbackTranslator
+from deployments.common import BackendHolder, build_stage_backend
 from serve.config import BatchConfig, merge_update
 
 log = logging.getLogger("hayaku.translator")
 
 WARMUP_TEXT = "Hello."
+#: stage fields whose change needs a new backend (the rest, batching, applies in place)
+REBUILD_KEYS = ("backend", "model", "options", "fallbacks", "attempt_timeout_s", "probe_interval_s")
 
 
 def build_translator(stage: dict[str, Any], max_chars: int, source_lang: str, target_lang: str) -> TranslatorBackend:
-    """Builds, loads and warms up (one short request) the stage's backend; blocking."""
-    backend = registry.create_translator(
-        stage["backend"], stage.get("model"), stage.get("options"), max_chars=max_chars
-    )
-    backend.load()
-    backend.translate([WARMUP_TEXT], source_lang, target_lang)
-    return backend
+    """Builds, loads and warms up (one short request) the stage's backend or fallback chain; blocking."""
+
+    def create(s: dict[str, Any]) -> TranslatorBackend:
+        return registry.create_translator(s["backend"], s.get("model"), s.get("options"), max_chars=max_chars)
+
+    def probe(backend: TranslatorBackend) -> Any:
+        return backend.translate([WARMUP_TEXT], source_lang, target_lang)
+
+    return build_stage_backend(stage, "translator", create, probe, FallbackTranslator)
 
 
 class TranslatorReplica(BackendHolder[TranslatorBackend]):
@@ -65,9 +70,7 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
         new = merge_update(self._base, user_config, "translator", "user_config")
         if new == self._stage:
             return
-        rebuild = {k: new.get(k) for k in ("backend", "model", "options")} != {
-            k: self._stage.get(k) for k in ("backend", "model", "options")
-        }
+        rebuild = {k: new.get(k) for k in REBUILD_KEYS} != {k: self._stage.get(k) for k in REBUILD_KEYS}
         if rebuild:
             backend = await asyncio.to_thread(build_translator, new, self._max_chars, *self._langs)
             async with self._lock:  # no call is still running on the old backend when it closes
@@ -117,7 +120,9 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
             for (src, tgt), idx in groups.items():
                 try:
                     texts = [items[i][0] for i in idx]
-                    if backend.blocking:
+                    if isinstance(backend, FallbackTranslator):  # times out and hops threads itself
+                        results = await backend.atranslate(texts, src, tgt)
+                    elif backend.blocking:
                         results = await asyncio.to_thread(backend.translate, texts, src, tgt)
                     else:
                         results = backend.translate(texts, src, tgt)

@@ -104,7 +104,7 @@ def test_serve_run_bad_config_fails_at_once(tmp_path: Path) -> None:
     config = _config(tmp_path, _free_port(), translator={"backend": "echo", "options": {"num_beams": 3}})
     log = tmp_path / "serve.log"
     proc = _start(config, log)
-    needle = "args.translator.options.num_beams: unknown option (got 3). Valid options: prefix, uppercase"
+    needle = "args.translator.options.num_beams: unknown option (got 3). Valid options: fault, fault_every"
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while needle not in log.read_text(errors="replace"):

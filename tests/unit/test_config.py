@@ -44,7 +44,7 @@ def _yaml(tmp_path: Path, args: dict[str, Any], deployments: list[dict[str, Any]
         (
             {**TINY, "translator": {"backend": "echo", "options": {"num_beams": 3}}},
             "applications[0].args.translator.options.num_beams: unknown option (got 3). "
-            "Valid options: prefix, uppercase",
+            "Valid options: fault, fault_every, fault_for_s, hang_s, work_ms, prefix, uppercase",
         ),
         (
             {**TINY, "speaker": {"backend": "tone", "options": {"frequency": "loud"}}},
