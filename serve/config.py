@@ -20,6 +20,7 @@ path of the bad field, quotes the value and says what would be valid.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,14 +28,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backends import registry
-from backends.base import DEFAULT_MAX_CHARS, format_validation_error, parse_options
+from backends.base import DEFAULT_MAX_CHARS, format_validation_error, parse_options, short_repr
 from backends.errors import InvalidRequest
 from backends.languages import normalize_lang
 
 AUTO = "auto"
 IMPORT_PATH = "serve.app:build"
-#: deployment names of the graph, as the YAML's ``deployments:`` list must spell them
-DEPLOYMENT_NAMES = ("Ingress", "Translator", "Speaker")
 
 
 class ConfigError(InvalidRequest):
@@ -60,6 +59,27 @@ class BatchConfig(_Strict):
     )
 
 
+#: the per-attempt timeout of a stage with fallbacks when the YAML gives none
+DEFAULT_ATTEMPT_TIMEOUT_S = 30.0
+
+
+class TranslatorFallback(_Strict):
+    """A translator tried when the ones before it in the stage fail."""
+
+    backend: str = Field(..., description="A translator backend name (see `hayaku backends`); not 'auto'.")
+    model: str | None = Field(None, description="Model name, local folder or hub id; None takes the default.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The backend's own options.")
+
+
+class SpeakerFallback(_Strict):
+    """A speaker tried when the ones before it in the stage fail."""
+
+    backend: str = Field(..., description="A speaker backend name (see `hayaku backends`); not 'auto'.")
+    model: str | None = Field(None, description="Model name or path where the speaker takes one.")
+    voice: str | None = Field(None, description="This speaker's voice; None takes its default voice.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The backend's own options.")
+
+
 class TranslatorStage(_Strict):
     """The translation stage: which backend, which model, which options."""
 
@@ -74,6 +94,22 @@ class TranslatorStage(_Strict):
     batch: BatchConfig = Field(
         default_factory=lambda: BatchConfig.model_validate({}), description="Request batching in the translator."
     )
+    fallbacks: list[TranslatorFallback] = Field(
+        default_factory=list,
+        description="Backends tried in order when the one above fails (raises, times out, fails its health "
+        "check or returns an empty translation).",
+    )
+    attempt_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=3600,
+        description="Per-attempt timeout: a call past it is abandoned, its backend marked unhealthy until a probe "
+        f"passes and the next one tried. None: {DEFAULT_ATTEMPT_TIMEOUT_S:g} s when fallbacks are listed, no "
+        "timeout otherwise (setting it on a stage without fallbacks guards its single backend the same way).",
+    )
+    probe_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="How often an unhealthy backend is probed (health + one tiny call)."
+    )
 
 
 class SpeakerStage(_Strict):
@@ -84,6 +120,17 @@ class SpeakerStage(_Strict):
     voice: str | None = Field(None, description="Default voice; None takes the speaker's default voice.")
     options: dict[str, Any] = Field(
         default_factory=dict, description="The backend's own options, validated against its Options class."
+    )
+    fallbacks: list[SpeakerFallback] = Field(
+        default_factory=list,
+        description="Speakers tried in order when the one above fails (raises, times out, fails its health "
+        "check or returns empty or non-finite audio).",
+    )
+    attempt_timeout_s: float | None = Field(
+        None, gt=0, le=3600, description="Per-attempt timeout; see the translator stage's attempt_timeout_s."
+    )
+    probe_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="How often an unhealthy backend is probed (health + one tiny call)."
     )
 
 
@@ -96,6 +143,80 @@ class Limits(_Strict):
     )
     request_timeout_s: float = Field(
         60.0, gt=0, le=3600, description="Deadline for one request through the graph; past it the answer is 503."
+    )
+    max_inflight: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="Most POST requests one ingress replica works on at once; more are answered 503 with "
+        "Retry-After at once instead of queueing. None: no limit here (the deployment's max_ongoing_requests "
+        "and max_queued_requests still bound it, with Ray's plain-text 503).",
+    )
+
+
+class SecurityConfig(_Strict):
+    """Who may call the API, from which web origins, and what the logs may hold."""
+
+    api_key_env: str = Field(
+        "HAYAKU_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description="Environment variable (of the ingress replica) holding the API key. Set and non-empty: every "
+        "route but /healthz and / needs `Authorization: Bearer <key>` or `X-API-Key: <key>`. Unset: no auth.",
+    )
+    require_api_key: bool = Field(
+        False, description="Refuse to start when the api_key_env variable is unset or empty (fail closed)."
+    )
+    public_docs: bool = Field(
+        False, description="Serve /docs and /openapi.json without the API key (they need it by default)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins allowed to call the API from a browser (e.g. https://app.example.com, or '*'). "
+        "Empty: CORS closed, no Access-Control-Allow-Origin header is ever sent.",
+    )
+    cors_allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-api-key", "x-request-id", "x-hayaku-key"],
+        description="Request headers a browser on an allowed origin may send.",
+    )
+    log_request_text: bool = Field(
+        False,
+        description="Let logs quote request text (in exception messages). Off: logs show lengths and ids only, "
+        "unless the logger is at DEBUG.",
+    )
+
+
+class VariantConfig(_Strict):
+    """One arm of a live A/B test: a whole translator + speaker combination and its share of traffic."""
+
+    name: str = Field(
+        ...,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$",
+        description="Variant name (letters, digits, _ . -), returned in X-Hayaku-Variant.",
+    )
+    weight: float = Field(
+        1.0,
+        ge=0,
+        le=1_000_000,
+        description="Share of traffic, relative to the other variants' weights. For a shadow variant: the "
+        "fraction (0..1) of requests copied to it.",
+    )
+    translator: TranslatorStage | None = Field(None, description="This variant's translator; None: the graph's.")
+    speaker: SpeakerStage | None = Field(None, description="This variant's speaker; None: the graph's.")
+    shadow: bool = Field(
+        False,
+        description="Receives a copy of traffic whose answers are measured (GET /v1/ab) but never returned.",
+    )
+
+
+class ABConfig(_Strict):
+    """How requests are assigned to variants and how much history GET /v1/ab keeps."""
+
+    sticky: bool = Field(
+        True, description="Requests with a client key (X-Hayaku-Key header or `user` field) always get one variant."
+    )
+    window: int = Field(5000, ge=10, le=1_000_000, description="Latest latencies kept per variant for GET /v1/ab.")
+    shadow_max_inflight: int = Field(
+        4, ge=0, le=1024, description="Shadow copies running at once; more are dropped (and counted), not queued."
     )
 
 
@@ -113,6 +234,15 @@ class GraphArgs(_Strict):
         False,
         description="Run translator and speaker inside the ingress replica: no handle hops (lowest latency), "
         "but the stages can no longer scale or be placed separately.",
+    )
+    variants: list[VariantConfig] = Field(
+        default_factory=list,
+        description="Live A/B: whole translator+speaker combinations with weights. Empty: one variant, 'default'.",
+    )
+    ab: ABConfig = Field(default_factory=lambda: ABConfig.model_validate({}), description="Variant routing.")
+    security: SecurityConfig = Field(
+        default_factory=lambda: SecurityConfig.model_validate({}),
+        description="API key, CORS and log redaction of the HTTP ingress.",
     )
 
 
@@ -141,7 +271,8 @@ def parse_args(raw: Any, where: str = "args") -> GraphArgs:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: must be a mapping, got {raw!r}")
+            raise ConfigError(f"{where}: must be a mapping, got {short_repr(raw)}")
+        check_shape(raw, where)
         try:
             args = GraphArgs.model_validate(raw)
         except ValidationError as err:
@@ -159,11 +290,84 @@ def parse_args(raw: Any, where: str = "args") -> GraphArgs:
     args = args.model_copy(update=updates)
     check_stage("translator", args.translator.model_dump(), f"{where}.translator", args.limits.max_chars)
     check_stage("speaker", args.speaker.model_dump(), f"{where}.speaker", args.limits.max_chars)
+    _check_variants(args, where)
     return args
 
 
+DEFAULT_VARIANT = "default"
+
+
+def variant_list(args: GraphArgs) -> list[VariantConfig]:
+    """The graph's variants with their stages filled in (one 'default' variant when none are declared)."""
+    declared = args.variants or [VariantConfig.model_validate({"name": DEFAULT_VARIANT})]
+    return [
+        v.model_copy(update={"translator": v.translator or args.translator, "speaker": v.speaker or args.speaker})
+        for v in declared
+    ]
+
+
+def stage_deployment(role: str, args: GraphArgs, variant: VariantConfig) -> str:
+    """Deployment name serving ``role`` for ``variant``: variants with the graph's own stage share it."""
+    base = "Translator" if role == "translator" else "Speaker"
+    own = variant.translator if role == "translator" else variant.speaker
+    graph_stage = args.translator if role == "translator" else args.speaker
+    return base if own is None or own == graph_stage else f"{base}_{variant.name}"
+
+
+def deployment_names(args: GraphArgs) -> tuple[str, ...]:
+    """Every deployment the graph has, in the order ``build`` binds them (the YAML may configure each)."""
+    if args.colocate:
+        return ("Ingress",)
+    names = ["Ingress"]
+    for v in args.variants or [VariantConfig.model_validate({"name": DEFAULT_VARIANT})]:
+        for role in ("translator", "speaker"):
+            name = stage_deployment(role, args, v)
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def _check_variants(args: GraphArgs, where: str) -> None:
+    seen: set[str] = set()
+    for i, v in enumerate(args.variants):
+        if v.name in seen:
+            raise ConfigError(f"{where}.variants[{i}].name: duplicate variant name {v.name!r}; names must be unique")
+        seen.add(v.name)
+        if v.shadow and v.weight > 1:
+            raise ConfigError(
+                f"{where}.variants[{i}].weight: {v.weight!r} for a shadow variant is the fraction of requests "
+                "copied to it; use 0..1"
+            )
+        if v.translator is not None:
+            check_stage(
+                "translator", v.translator.model_dump(), f"{where}.variants[{i}].translator", args.limits.max_chars
+            )
+        if v.speaker is not None:
+            check_stage("speaker", v.speaker.model_dump(), f"{where}.variants[{i}].speaker", args.limits.max_chars)
+    if args.variants:
+        check_weights({v.name: v.weight for v in args.variants if not v.shadow}, f"{where}.variants")
+
+
+def check_weights(weights: dict[str, float], where: str) -> None:
+    """Routable variants need weights that sum to a positive number."""
+    if not weights:
+        raise ConfigError(f"{where}: every variant is a shadow; at least one must serve (shadow: false)")
+    bad = {k: w for k, w in weights.items() if not isinstance(w, (int, float)) or w < 0 or w != w}
+    if bad:
+        raise ConfigError(f"{where}: weights must be numbers >= 0, got {bad}")
+    if sum(weights.values()) <= 0:
+        raise ConfigError(f"{where}: the weights {weights} sum to 0; give at least one variant a positive weight")
+
+
 def check_stage(role: str, stage: dict[str, Any], where: str, max_chars: int = DEFAULT_MAX_CHARS) -> None:
-    """Checks a stage's backend name, options and voice (``auto`` stages are checked once resolved)."""
+    """Checks a stage's backend name, options and voice, then its fallbacks' (``auto`` is checked once resolved)."""
+    for i, fallback in enumerate(stage.get("fallbacks") or []):
+        at = f"{where}.fallbacks[{i}]"
+        if not isinstance(fallback, dict):
+            raise ConfigError(f"{at}: expected a mapping like {{backend: ..., options: {{}}}}, got {fallback!r}")
+        if (fallback.get("backend") or AUTO) == AUTO:
+            raise ConfigError(f"{at}.backend: a fallback names its backend; 'auto' is only for the stage itself")
+        check_stage(role, {**fallback, "fallbacks": []}, at, max_chars)
     name = stage.get("backend") or AUTO
     if name == AUTO:
         return
@@ -221,21 +425,98 @@ class AppArgs:
     deployments: tuple[dict[str, Any], ...]
 
 
+#: limits on a config's nesting and size: far beyond any real config, far below what breaks a parser
+MAX_DEPTH, MAX_NODES, MAX_YAML_BYTES = 32, 100_000, 4 * 1_048_576
+
+
+def check_shape(value: Any, where: str, depth: int = 0, _count: list[int] | None = None) -> None:
+    """Refuses values nested deeper than MAX_DEPTH (a value containing itself nests for ever) or with
+    more than MAX_NODES parts (YAML aliases can multiply a small file), naming the path where it happens."""
+    count = [0] if _count is None else _count
+    count[0] += 1
+    if count[0] > MAX_NODES:
+        raise ConfigError(f"{where}: the config has more than {MAX_NODES} values (YAML aliases?); simplify it")
+    if depth > MAX_DEPTH:
+        raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep (or contains itself)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_shape(v, f"{where}.{str(k)[:40]}", depth + 1, count)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_shape(v, f"{where}[{i}]", depth + 1, count)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        if p.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{p}: {p.stat().st_size} bytes; a config may have at most {MAX_YAML_BYTES}")
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{p}: not valid YAML: {short_repr(str(exc), 400)}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer past Python's 4300-digit limit
+        raise ConfigError(f"{p}: not valid YAML: {short_repr(str(exc), 200)}") from None
+    check_shape(data, str(p))
     if not isinstance(data, dict):
         raise ConfigError(
             f"{p}: expected a Ray Serve config (a mapping with 'applications'), got {type(data).__name__}"
         )
     return data
+
+
+LOOPBACK_NAMES = ("localhost", "ip6-localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost: addresses no other machine can reach."""
+    import ipaddress
+
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _mapping(data: dict[str, Any], key: str) -> dict[str, Any]:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def exposure_warning(data: dict[str, Any], environ: Mapping[str, str]) -> str | None:
+    """A warning when a Serve YAML listens beyond loopback while some hayaku app has no API key.
+
+    The key counts as set when the variable is in ``environ`` (the environment `serve run` hands
+    to a Ray it starts) or in the application's ``runtime_env.env_vars``.
+    """
+    http = _mapping(data, "http_options")
+    host = str(http.get("host") or environ.get("RAY_SERVE_DEFAULT_HTTP_HOST") or "127.0.0.1")
+    if is_loopback(host):
+        return None
+    apps = data.get("applications")
+    for app in apps if isinstance(apps, list) else []:
+        if not isinstance(app, dict) or app.get("import_path") != IMPORT_PATH:
+            continue
+        var = str(_mapping(_mapping(app, "args"), "security").get("api_key_env") or "HAYAKU_API_KEY")
+        env_vars = _mapping(_mapping(app, "runtime_env"), "env_vars")
+        if not (environ.get(var) or env_vars.get(var)):
+            return (
+                f"http_options.host is {host!r}, reachable from other machines, and {var} is not set: anyone who "
+                f"can reach this port can use the API. Set {var} (clients then send 'Authorization: Bearer <key>'), "
+                "or bind host: 127.0.0.1"
+            )
+    return None
 
 
 def load_app_args(yaml_path: str | Path, *, check: Literal["shape", "full"] = "full") -> list[AppArgs]:
@@ -247,12 +528,14 @@ def load_app_args(yaml_path: str | Path, *, check: Literal["shape", "full"] = "f
     data = read_yaml(yaml_path)
     apps = data.get("applications")
     if not isinstance(apps, list) or not apps:
-        raise ConfigError(f"{yaml_path}: applications: expected a non-empty list of applications, got {apps!r}")
+        raise ConfigError(
+            f"{yaml_path}: applications: expected a non-empty list of applications, got {short_repr(apps)}"
+        )
     found = []
     for i, app in enumerate(apps):
         where = f"applications[{i}]"
         if not isinstance(app, dict):
-            raise ConfigError(f"{yaml_path}: {where}: expected a mapping, got {app!r}")
+            raise ConfigError(f"{yaml_path}: {where}: expected a mapping, got {short_repr(app)}")
         if app.get("import_path") != IMPORT_PATH:
             continue
         try:
@@ -262,10 +545,11 @@ def load_app_args(yaml_path: str | Path, *, check: Literal["shape", "full"] = "f
         deployments = app.get("deployments") or []
         for j, dep in enumerate(deployments):
             name = dep.get("name") if isinstance(dep, dict) else None
-            valid = ("Ingress",) if args.colocate else DEPLOYMENT_NAMES
+            valid = deployment_names(args)
             if name not in valid:
                 raise ConfigError(
-                    f"{yaml_path}: {where}.deployments[{j}].name: {name!r} is not a deployment of {IMPORT_PATH}"
+                    f"{yaml_path}: {where}.deployments[{j}].name: {short_repr(name)} is not a deployment of "
+                    f"{IMPORT_PATH}"
                     f"{' with colocate: true' if args.colocate else ''}; valid: {', '.join(valid)}"
                 )
         found.append(AppArgs(str(app.get("name", "default")), i, f"{where}.args", args, tuple(deployments)))
