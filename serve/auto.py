@@ -190,6 +190,7 @@ class ResolvedGraph:
             "target_lang": self.args.target_lang,
             "colocate": self.args.colocate,
             "limits": self.args.limits.model_dump(),
+            "security": self.args.security.model_dump(),
             "hardware": hw,
             "profile": self.profile,
         }
@@ -308,6 +309,16 @@ def resolve_stage(
     """Resolves one stage. A named backend is checked to run here; ``auto`` is chosen as documented above."""
     where = f"{where}.{role}"
     name = stage.get("backend") or AUTO
+    # A fallback that cannot run here would only show when the primary fails: refuse it at start.
+    for i, fb in enumerate(stage.get("fallbacks") or []):
+        fb_cls = (
+            registry.translator_class(fb["backend"]) if role == "translator" else registry.speaker_class(fb["backend"])
+        )
+        fb_reason = fb_cls.unavailable_reason(fb.get("model"))
+        if fb_reason:
+            raise ConfigError(
+                f"{where}.fallbacks[{i}].backend: {fb['backend']!r} cannot run on this machine: {fb_reason}"
+            )
     if name != AUTO:
         check_stage(role, stage, where, max_chars)
         cls = registry.translator_class(name) if role == "translator" else registry.speaker_class(name)

@@ -84,3 +84,11 @@ def test_auto_with_an_impossible_option_is_skipped(home: Path) -> None:
     hw = hardware.probe(with_runtimes=False)
     with pytest.raises(ConfigError, match="options rejected"):
         auto.resolve_graph({"speaker": {"backend": "tone"}, "translator": {"options": {"no_such_option": 1}}}, hw)
+
+
+def test_a_fallback_that_cannot_run_here_fails_at_start() -> None:
+    from serve.auto import resolve_graph
+
+    stage = {"backend": "tone", "fallbacks": [{"backend": "tone", "voice": "square"}, {"backend": "say"}]}
+    with pytest.raises(ConfigError, match=r"args\.speaker\.fallbacks\[1\]\.backend: 'say' cannot run on this machine"):
+        resolve_graph({"translator": {"backend": "echo"}, "speaker": stage})
