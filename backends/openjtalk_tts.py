@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from backends import store
 from backends.base import BackendOptions, Speaker, missing_modules
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.text import engine_text
@@ -56,8 +57,8 @@ class OpenJTalkSpeaker(Speaker):
     @classmethod
     def model_unavailable_reason(cls, model: str | None) -> str | None:
         if model is not None:
-            path = Path(model).expanduser()
-            if path.suffix != ".htsvoice" or not path.is_file():
+            path = store.existing_path(model)
+            if path is None or path.suffix != ".htsvoice" or not path.is_file():
                 return (
                     f"openjtalk model {model!r} is not an existing .htsvoice file; leave model unset for the "
                     "bundled mei_normal voice or give the path of an HTS voice file"

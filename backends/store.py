@@ -113,8 +113,29 @@ def _load_bundled_registry() -> None:
     import backends.bundled  # noqa: F401
 
 
+def local_path(spec: str) -> Path | None:
+    """``spec`` as a local path with ``~`` expanded, or None where it cannot name one
+    (``~nosuchuser/...``, a NUL byte)."""
+    if "\x00" in spec:
+        return None
+    try:
+        return Path(spec).expanduser()
+    except RuntimeError:  # "~user" for a user this machine does not have
+        return None
+
+
+def existing_path(spec: str) -> Path | None:
+    """The local file or folder ``spec`` names, if it exists; never raises (a name too long for the
+    file system, ``~nosuchuser``, NUL: all just "not a local path")."""
+    path = local_path(spec)
+    try:
+        return path if path is not None and path.exists() else None
+    except (OSError, ValueError):
+        return None
+
+
 def is_hub_id(spec: str) -> bool:
-    return bool(_HUB_ID.match(spec)) and not Path(spec).exists()
+    return bool(_HUB_ID.match(spec)) and existing_path(spec) is None
 
 
 def check_spec(spec: str) -> str:
@@ -136,8 +157,7 @@ def unavailable_reason(spec: str | None) -> str | None:
     _load_bundled_registry()
     if spec in BUNDLED:
         return BUNDLED[spec].unavailable()
-    path = Path(spec).expanduser()
-    if path.exists():
+    if existing_path(spec) is not None:
         return None
     if is_hub_id(spec):
         if hf_cached_snapshot(spec) is not None:
@@ -206,8 +226,8 @@ def resolve(spec: str, allow_download: bool = True) -> ModelRef:
         if reason:
             raise BackendUnavailable(reason)
         return ModelRef(spec, "bundled", entry.build(), revision="bundled")
-    path = Path(spec).expanduser()
-    if path.exists():
+    path = existing_path(spec)
+    if path is not None:
         return ModelRef(spec, "local", path.resolve(), revision=_local_revision(path))
     if not is_hub_id(spec):
         raise BackendUnavailable(unavailable_reason(spec) or f"model {spec!r} not found")
@@ -223,11 +243,30 @@ def resolve(spec: str, allow_download: bool = True) -> ModelRef:
     return ModelRef(spec, "hub", local, revision=local.name)
 
 
+#: files a local model's fingerprint looks at, at most: a model folder has a few dozen
+REVISION_FILES = 200
+
+
 def _local_revision(path: Path) -> str:
-    """A cheap fingerprint of a local model: file names, sizes and mtimes."""
+    """A cheap fingerprint of a local model: names, sizes and mtimes of its first files.
+
+    The walk stops after REVISION_FILES files, so a spec like ``/`` costs no more than a model folder.
+    """
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files[:200]:
-        st = f.stat()
+    files: list[Path] = []
+    if path.is_file():
+        files = [path]
+    else:
+        for folder, dirs, names in os.walk(path):
+            dirs.sort()  # a stable order, so the fingerprint is too
+            files.extend(Path(folder) / n for n in sorted(names))
+            if len(files) >= REVISION_FILES:
+                break
+    for f in files[:REVISION_FILES]:
+        try:
+            st = f.stat()
+        except OSError:  # vanished or unreadable: its name still counts
+            h.update(f"{f.name}:?".encode())
+            continue
         h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:12]

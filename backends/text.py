@@ -111,6 +111,8 @@ def _cap_length(sentence: str, max_len: int) -> list[str]:
 # C0/C1 control characters other than tab and newline (and DEL): engines either choke on
 # them or, worse, treat them as terminal/markup controls.
 _CONTROL = re.compile(r"[\x01-\x08\x0b-\x1f\x7f-\x9f]")
+# Half of a UTF-16 pair on its own: no UTF-8 encoding exists, so no engine can be handed it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def engine_text(text: str) -> str:
@@ -122,4 +124,11 @@ def engine_text(text: str) -> str:
     pos = text.find("\x00")
     if pos >= 0:
         raise InvalidRequest(f"text contains a NUL character at position {pos}; remove it", status=400)
+    surrogate = _SURROGATE.search(text)
+    if surrogate:
+        raise InvalidRequest(
+            f"text contains a lone UTF-16 surrogate (U+{ord(surrogate.group()):04X}) at position "
+            f"{surrogate.start()}; send valid Unicode",
+            status=400,
+        )
     return _CONTROL.sub(" ", text)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from backends import store
 from backends.base import BackendOptions, Speaker, missing_modules, safe_name
 from backends.errors import BackendUnavailable, InvalidRequest
 
@@ -49,7 +50,7 @@ INSTALL_HINT = (
 def model_dir(model: str | None) -> Path | None:
     """The XTTS v2 folder: ``model:`` if given, else HAYAKU_XTTS_DIR, else None."""
     spec = model or os.environ.get("HAYAKU_XTTS_DIR")
-    return Path(spec).expanduser() if spec else None
+    return (store.local_path(spec) or Path(spec)) if spec else None
 
 
 class XTTSOptions(BackendOptions):
@@ -107,7 +108,7 @@ class XTTSSpeaker(Speaker):
                 f"HAYAKU_XTTS_DIR to a folder with {', '.join(MODEL_FILES)} (e.g. a copy of the coqui/XTTS-v2 "
                 "hub repository)"
             )
-        if not folder.is_dir():
+        if store.existing_path(str(folder)) is None or not folder.is_dir():
             return f"xtts model folder {str(folder)!r} does not exist; it must hold {', '.join(MODEL_FILES)}"
         absent = [f for f in MODEL_FILES if not (folder / f).is_file()]
         if absent:

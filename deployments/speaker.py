@@ -21,6 +21,7 @@ from backends.fallback import FallbackSpeaker
 from backends.types import SpeechResult
 from deployments.common import BackendHolder, build_stage_backend
 from serve.config import merge_update
+from serve.http import install_log_redaction
 
 log = logging.getLogger("hayaku.speaker")
 
@@ -49,6 +50,7 @@ class SpeakerReplica(BackendHolder[SpeakerBackend]):
     role = "speaker"
 
     def __init__(self, stage: dict[str, Any], max_chars: int, lang: str) -> None:
+        install_log_redaction()  # Ray logs failed requests here too: no request text in them
         self._base = dict(stage)
         self._max_chars = max_chars
         self._lang = lang

@@ -22,6 +22,7 @@ from backends.errors import HayakuError
 from backends.fallback import FallbackTranslator
 from deployments.common import BackendHolder, build_stage_backend
 from serve.config import BatchConfig, merge_update
+from serve.http import install_log_redaction
 
 log = logging.getLogger("hayaku.translator")
 
@@ -48,6 +49,7 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
     role = "translator"
 
     def __init__(self, stage: dict[str, Any], max_chars: int, source_lang: str, target_lang: str) -> None:
+        install_log_redaction()  # Ray logs failed requests here too: no request text in them
         self._base = dict(stage)
         self._max_chars = max_chars
         self._langs = (source_lang, target_lang)

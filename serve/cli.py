@@ -133,13 +133,14 @@ def cmd_graph(ns: argparse.Namespace) -> int:
 
 
 def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
-    """Validates the YAML in this process (exit 2 with the YAML path of a bad field), then execs `serve run`.
+    """Validates the YAML in this process (exit 2 with the YAML path of a bad field), then runs `serve run`.
 
     Ray's own `serve run file.yaml` builds the app inside its controller: a bad config is logged there
     and the app goes DEPLOY_FAILED, but the command keeps running. This checks first and fails at once.
+    SIGTERM or Ctrl-C then drains in-flight requests before exiting (serve/drain.py), which `serve run`
+    alone does not.
     """
     import os
-    import shutil
 
     from serve.auto import resolve_graph
     from serve.config import exposure_warning, load_app_args, read_yaml
@@ -149,11 +150,11 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
         print(f"hayaku: warning: {warning}", file=sys.stderr)
     for app in load_app_args(Path(ns.config)):
         print(resolve_graph(app.args).summary(), file=sys.stderr)
-    exe = shutil.which("serve", path=str(Path(sys.executable).parent)) or shutil.which("serve")
-    if not exe:
-        raise HayakuError("Ray Serve's `serve` command is not installed: pip install 'hayaku[serve]'")
-    os.execv(exe, [exe, "run", ns.config, *rest])
-    return 0  # pragma: no cover - execv does not return
+    try:
+        from serve.drain import run_until_signal
+    except ImportError as exc:
+        raise HayakuError(f"Ray Serve is not installed ({exc}): pip install 'hayaku[serve]'") from None
+    return run_until_signal(ns.config, rest)
 
 
 #: `hayaku bench <name>` -> the benchmark module whose main(argv) runs it
@@ -166,6 +167,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "reliability": "benchmarks.reliability",
     "stream": "benchmarks.stream",
+    "cluster": "benchmarks.cluster",
 }
 
 
@@ -188,6 +190,13 @@ def cmd_compare(ns: argparse.Namespace, rest: list[str]) -> int:
     from benchmarks import compare
 
     return int(compare.main(rest) or 0)
+
+
+def cmd_kuberay(ns: argparse.Namespace, rest: list[str]) -> int:
+    """Generates or checks the KubeRay RayService manifest of a Serve YAML (serve/kuberay.py)."""
+    from serve import kuberay
+
+    return int(kuberay.main(rest) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("action", choices=["list", "prepare"])
     m.add_argument("names", nargs="*", help="bundled model names (default: all)")
 
-    sv = sub.add_parser("serve", help="validate a Serve YAML here, then `serve run` it (extra args go to serve run)")
+    sv = sub.add_parser(
+        "serve", help="validate a Serve YAML, `serve run` it, drain on SIGTERM (extra args go to serve run)"
+    )
     sv.add_argument("config", help="path to a Serve YAML, e.g. configs/fast.yaml")
 
     g = sub.add_parser("graph", help="validate a Serve YAML and show the backends it resolves to here")
@@ -230,21 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     # the benchmark modules own these arguments (hayaku tune --help shows them)
     sub.add_parser("tune", help="measure the settings this machine can run, write the tuned profile", add_help=False)
     sub.add_parser("compare", help="offline A/B of two Serve YAMLs on the corpus", add_help=False)
+    sub.add_parser("kuberay", help="KubeRay RayService manifest from a Serve YAML: generate, check", add_help=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns, rest = parser.parse_known_args(argv)
-    if ns.cmd not in ("bench", "serve", "tune", "compare") and rest:
+    if ns.cmd not in ("bench", "serve", "tune", "compare", "kuberay") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if ns.cmd == "bench":
             return cmd_bench(ns, rest)
         if ns.cmd == "serve":
             return cmd_serve(ns, rest)
-        if ns.cmd in ("tune", "compare"):
-            return {"tune": cmd_tune, "compare": cmd_compare}[ns.cmd](ns, rest)
+        if ns.cmd in ("tune", "compare", "kuberay"):
+            return {"tune": cmd_tune, "compare": cmd_compare, "kuberay": cmd_kuberay}[ns.cmd](ns, rest)
         handler = {"say": cmd_say, "backends": cmd_backends, "models": cmd_models, "graph": cmd_graph}[ns.cmd]
         return handler(ns)
     except HayakuError as exc:

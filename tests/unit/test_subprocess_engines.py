@@ -140,3 +140,29 @@ def test_say_embedded_commands_are_read_as_text() -> None:
     plain = speaker.synthesize("hi", lang="en")
     silenced = speaker.synthesize("[[slnc 5000]] hi", lang="en")
     assert silenced.duration_s < plain.duration_s + 4.0, "say honoured an embedded [[slnc]] command"
+
+
+@pytest.mark.parametrize("depth", [pytest.param("quick"), pytest.param("long", marks=pytest.mark.slow)])
+def test_any_text_reaches_the_engine_only_as_data(engine: Speaker, depth: str) -> None:
+    # Random text of every plane, markup, flags and controls: audio of that text, or a clear 400; nothing
+    # on disk changes (the strategies include "-w /tmp/x.wav"), and no output is a help or version text.
+    from hypothesis import strategies as st
+
+    from benchmarks.hostile import DASH_TEXT, SURROGATE_TEXT, TEXT, budget, check
+
+    written = Path("/tmp/x.wav")
+    existed = written.exists()
+
+    def prop(text: str) -> None:
+        try:
+            result = engine.synthesize(text, lang="en")
+        except InvalidRequest as exc:
+            assert exc.status == 400 and ("NUL" in str(exc) or "surrogate" in str(exc) or not text.strip())
+            return
+        samples, rate = decode_wav(encode_result(result))
+        assert rate == result.sample_rate and len(samples) > 0
+        assert result.text == text
+        assert existed or not written.exists(), f"{text!r} made the engine write {written}"
+
+    name = f"text.engine.{engine.name}.{engine.options.model_dump().get('engine', 'program')}"
+    check(name, st.one_of(TEXT, DASH_TEXT, SURROGATE_TEXT), prop, budget(20, depth))
