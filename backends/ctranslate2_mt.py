@@ -4,10 +4,18 @@ The conversion (``ctranslate2.converters.TransformersConverter``) is cached unde
 ``HAYAKU_HOME/ct2`` keyed by model, revision and quantization, and built atomically, so a
 killed conversion never leaves a half-written model behind. Tokenization is the shared
 HF tokenizer (``backends.hf_seq2seq``), so token ids match the ``transformers`` backend.
+
+``output_vocab`` (``backends.vocab``) becomes CTranslate2's vocabulary map: a ``vmap.txt``
+whose always-included line lists the target language's tokens, so each step scores only
+those rows of the output layer (``use_vmap``). CTranslate2 reads the map from the model
+folder, so each target language gets a small folder of links to the converted model plus
+its own map, and its own loaded model (made at the first request for that language).
 """
 
 from __future__ import annotations
 
+import json
+import threading
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -16,13 +24,14 @@ from pydantic import Field, model_validator
 from backends import store
 from backends.errors import BackendUnavailable
 from backends.hf_seq2seq import Seq2SeqOptions, Seq2SeqTranslator
+from backends.vocab import FULL, OutputVocabOptions
 
 ComputeType = Literal[
     "int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16", "float32"
 ]
 
 
-class CTranslate2Options(Seq2SeqOptions):
+class CTranslate2Options(Seq2SeqOptions, OutputVocabOptions):
     compute_type: ComputeType = Field(
         "int8", description="Weight/compute precision; the model is converted (and cached) at this quantization."
     )
@@ -71,6 +80,8 @@ class CTranslate2Translator(Seq2SeqTranslator):
     translator: Any = None
     device: str = "cpu"
     model_dir: Path | None = None
+    #: target language -> (loaded model with that language's vocabulary map, or None: use ``translator``)
+    _by_target: dict[str, Any] | None = None
 
     def _opts(self) -> CTranslate2Options:
         assert isinstance(self.options, CTranslate2Options)
@@ -124,17 +135,73 @@ class CTranslate2Translator(Seq2SeqTranslator):
                 f"supported: {', '.join(supported)}"
             )
         self.model_dir = self.convert()
+        self.device = device
+        self._by_target = {}
+        self._vocab_lock = threading.Lock()
+        if opts.output_vocab == FULL:
+            self.translator = self._open(self.model_dir)
+
+    def _open(self, folder: Path) -> Any:
+        import ctranslate2
+
+        opts = self._opts()
         try:
-            self.translator = ctranslate2.Translator(
-                str(self.model_dir),
-                device=device,
+            return ctranslate2.Translator(
+                str(folder),
+                device=self.device,
                 compute_type=opts.compute_type,
                 inter_threads=opts.inter_threads,
                 intra_threads=opts.intra_threads,
             )
         except Exception as exc:
-            raise BackendUnavailable(f"CTranslate2 cannot load {self.model_dir}: {exc}") from exc
-        self.device = device
+            raise BackendUnavailable(f"CTranslate2 cannot load {folder}: {exc}") from exc
+
+    def vocabulary(self) -> list[str]:
+        """The converted model's target vocabulary (CTranslate2's own token strings, by id)."""
+        assert self.model_dir is not None
+        for name in ("target_vocabulary", "shared_vocabulary"):
+            for ext in ("json", "txt"):
+                path = self.model_dir / f"{name}.{ext}"
+                if path.is_file():
+                    text = path.read_text(encoding="utf-8")
+                    return list(json.loads(text)) if ext == "json" else text.split("\n")[:-1]
+        raise BackendUnavailable(f"{self.model_dir} has no vocabulary file")
+
+    def vmap_dir(self, target_lang: str) -> Path | None:
+        """A folder with the converted model (links) and a vocabulary map for ``target_lang``;
+        None when ``output_vocab`` keeps the full vocabulary for it."""
+        tok, opts = self.tokenizer, self._opts()
+        assert tok is not None and self.model_dir is not None
+        vocab = self.vocabulary()
+        ids = tok.output_ids(opts.output_vocab, target_lang, len(vocab))
+        if ids is None:
+            return None
+        target = store.cache_dir("ct2-vmap", str(self.model_dir), opts.output_vocab, target_lang, ids)
+        if store.is_built(target):
+            return target
+        with store.building(target) as tmp:
+            for item in self.model_dir.iterdir():
+                if not item.name.startswith("."):
+                    (tmp / item.name).symlink_to(item.resolve())
+            # an empty source n-gram: these candidates are always included
+            (tmp / "vmap.txt").write_text("\t" + " ".join(vocab[i] for i in ids) + "\n", encoding="utf-8")
+        return target
+
+    def _translator_for(self, target_lang: str) -> tuple[Any, bool]:
+        """(loaded model, use_vmap) for requests into ``target_lang``."""
+        assert self._by_target is not None and self.model_dir is not None
+        if self._opts().output_vocab == FULL:
+            return self.translator, False
+        with self._vocab_lock:
+            if target_lang not in self._by_target:
+                folder = self.vmap_dir(target_lang)
+                if folder is None:
+                    self.translator = self.translator or self._open(self.model_dir)
+                    self._by_target[target_lang] = None
+                else:
+                    self._by_target[target_lang] = self._open(folder)
+            found = self._by_target[target_lang]
+        return (self.translator, False) if found is None else (found, True)
 
     def generate_ids(self, texts: list[str], source_lang: str, target_lang: str) -> list[list[int]]:
         """Generated ids per text: target prefix (NLLB/M2M100 language token), then the
@@ -154,8 +221,10 @@ class CTranslate2Translator(Seq2SeqTranslator):
         # generated (see Seq2SeqTokenizer.suppressed_ids).
         if tok.info.family != "marian":
             kwargs["suppress_sequences"] = [[t] for t in tok.ids_to_tokens(tok.suppressed_ids())]
-        results = self.translator.translate_batch(
+        translator, use_vmap = self._translator_for(target_lang)
+        results = translator.translate_batch(
             sources,
+            use_vmap=use_vmap,
             beam_size=opts.beam_size,
             max_decoding_length=len(prefix) + max_new,
             min_decoding_length=len(prefix) + min(opts.min_decoding_length, max_new),
@@ -178,4 +247,5 @@ class CTranslate2Translator(Seq2SeqTranslator):
     def close(self) -> None:
         """Releases the CTranslate2 model (the cached conversion stays)."""
         self.translator = None
+        self._by_target = {}
         super().close()

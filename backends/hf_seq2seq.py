@@ -231,6 +231,7 @@ class Seq2SeqTokenizer:
         self.pad_id = int(self._first(cfg.get("pad_token_id"), self.tok.pad_token_id, self.eos_id))
         self.decoder_start_id = int(self._first(cfg.get("decoder_start_token_id"), self.pad_id))
         self._src: str | None = None
+        self._allowed: dict[tuple[str, str, int], list[int] | None] = {}
 
     @staticmethod
     def _first(*values: Any) -> Any:
@@ -296,6 +297,26 @@ class Seq2SeqTokenizer:
         """Ids never to generate. <pad> would shift M2M100's position ids (HF skips pads
         when numbering positions, CTranslate2 does not), and Marian drops it altogether."""
         return [self.pad_id]
+
+    def output_ids(self, spec: str, target_lang: str, vocab_size: int) -> list[int] | None:
+        """Ids the decoder may choose for ``target_lang`` under the ``output_vocab`` option
+        (``backends.vocab``); None for the full vocabulary. Built once per language.
+
+        ``vocab_size`` is the model's output size, which may exceed the tokenizer's: ids the
+        tokenizer cannot name are left out of ``target``.
+        """
+        from backends.vocab import TARGET, allowed_ids
+
+        key = (spec, target_lang, vocab_size)
+        if key not in self._allowed:
+            named = list(self.tok.convert_ids_to_tokens(list(range(min(vocab_size, len(self.tok))))))
+            unk = self.tok.unk_token_id
+            required = [self.eos_id, *self.target_prefix_ids(target_lang), *([unk] if unk is not None else [])]
+            excluded = self.suppressed_ids()
+            if spec == TARGET:  # other languages' codes (NLLB's fra_Latn ...) are special tokens
+                excluded = [*excluded, *(getattr(self.tok, "all_special_ids", None) or [])]
+            self._allowed[key] = allowed_ids(spec, target_lang, vocab_size, enumerate(named), required, excluded)
+        return self._allowed[key]
 
     def max_new_tokens(self, wanted: int, prefix_len: int) -> int:
         """``wanted`` capped so prefix + output + EOS fit the decoder's positions."""

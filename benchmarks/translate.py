@@ -17,7 +17,9 @@ import functools
 import gc
 import os
 import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from backends.errors import HayakuError
@@ -33,6 +35,8 @@ class Setting:
     backend: str
     options: dict[str, Any] = field(default_factory=dict)
     baseline: bool = False
+    #: output-layer rows scored per step when ``output_vocab`` restricts them (for the floor)
+    output_rows: int | None = None
 
 
 def seq2seq_settings(tokens: int | None) -> list[Setting]:
@@ -58,6 +62,55 @@ def seq2seq_settings(tokens: int | None) -> list[Setting]:
         Setting("ctranslate2 int8 greedy", "ctranslate2", {"compute_type": "int8", "beam_size": 1, **ct2_force}),
         Setting("onnx float32 greedy", "onnx", {**ort_force}),
     ]
+
+
+#: output-vocabulary size of the restriction levers on the random model: the size the issue's
+#: reference point used. The random model's tokenizer is tiny, so ``output_vocab: target``
+#: would keep a few hundred ids; a file of this many ids stands in for a real target-language
+#: subset (its real size depends on the real tokenizer, which is not on this machine).
+LEVER_VOCAB = 20_000
+
+
+def restricted_vocab_file(size: int = LEVER_VOCAB) -> Path:
+    """A file of ``size`` token ids (0..size-1) for the ``output_vocab`` levers, under HAYAKU_HOME."""
+    from backends import store
+
+    path = store.home() / "bench" / f"output-vocab-{size}.txt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(" ".join(map(str, range(size))) + "\n")
+    return path
+
+
+def lever_settings(tokens: int | None, vocab_file: Path | None = None) -> list[Setting]:
+    """The speed levers on top of the int8 settings: output-vocabulary restriction (CTranslate2
+    vmap, sliced torch projection), hayaku's greedy loop, thread counts, torch.compile.
+    (Each torch setting holds its own 1.7 GB model, so thread counts are measured on CTranslate2.)
+
+    With ``tokens`` (the random model) the restriction is ``restricted_vocab_file()``;
+    without, ``output_vocab: target`` (a real model's tokenizer names its tokens).
+    """
+    tf = {"dtype": "float32", "quantize": "int8", "num_beams": 1}
+    tf.update({"min_new_tokens": tokens, "max_new_tokens": tokens} if tokens else {})
+    ct2: dict[str, Any] = {"compute_type": "int8", "beam_size": 1}
+    ct2.update({"min_decoding_length": tokens, "max_decoding_length": tokens} if tokens else {})
+    if tokens:
+        vocab, rows = str(vocab_file or restricted_vocab_file()), (None if vocab_file else LEVER_VOCAB)
+    else:
+        vocab, rows = "target", None
+    tag = str(rows) if rows else ("file" if tokens else "target")
+    return [
+        Setting(f"ctranslate2 int8 greedy + vmap {tag}", "ctranslate2", {**ct2, "output_vocab": vocab},
+                output_rows=rows),
+        Setting("ctranslate2 int8 greedy, 1 thread", "ctranslate2", {**ct2, "intra_threads": 1}),
+        Setting("ctranslate2 int8 greedy, 2 threads", "ctranslate2", {**ct2, "intra_threads": 2}),
+        Setting(f"transformers int8 greedy + sliced head {tag}", "transformers",
+                {**tf, "output_vocab": vocab}, output_rows=rows),
+        Setting("transformers int8 greedy + hayaku loop", "transformers", {**tf, "loop": "greedy"}),
+        Setting(f"transformers int8 greedy + hayaku loop + sliced head {tag}", "transformers",
+                {**tf, "loop": "greedy", "output_vocab": vocab}, output_rows=rows),
+        Setting("transformers int8 greedy + torch.compile", "transformers", {**tf, "compile": True}),
+    ]  # fmt: skip
 
 
 def llm_settings() -> list[Setting]:
@@ -93,7 +146,9 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
         try:
             tr = create_translator(s.backend, model=model, options=s.options)
             tr.load()
+            first = time.perf_counter()
             out = tr.translate(texts)
+            first_ms = (time.perf_counter() - first) * 1000.0
         except (HayakuError, RuntimeError, ValueError) as exc:
             print(f"skip {s.label}: {exc}", file=sys.stderr)
             info[s.label] = {"skipped": str(exc)}
@@ -101,6 +156,7 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
         loaded[s.label] = tr
         info[s.label] = {
             "load_ms": tr.load_ms,
+            "first_call_ms": first_ms,
             "rss_mb": rss_mb() - before,
             "tokens": sum(r.output_tokens or 0 for r in out),
             "sample": out[0].text[:60],
@@ -111,6 +167,8 @@ def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str
     rows = []
     for s in settings:
         row: dict[str, Any] = {"setting": s.label, "backend": s.backend, "options": s.options, **info[s.label]}
+        if s.output_rows:
+            row["output_rows"] = s.output_rows
         if s.label in series:
             ser = series[s.label]
             tokens = info[s.label]["tokens"] or 1
@@ -142,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=24, help="forced output length for --source random (default 24)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--only", action="append", help="run only settings whose label contains this (repeatable)")
+    p.add_argument("--levers", action="store_true", help="also the speed levers (vmap, sliced head, loop, threads)")
     p.add_argument("--name", default=None, help="results/<name>.md (default translate-<source>)")
     ns = p.parse_args(argv)
     source = "model" if ns.model else ns.source
@@ -149,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.models import nllb600m_random
 
         model: str | None = str(nllb600m_random())
-        settings = seq2seq_settings(ns.tokens)
+        settings = seq2seq_settings(ns.tokens) + (lever_settings(ns.tokens) if ns.levers else [])
     elif source == "bundled":
         model, settings = "qwen2.5-1.5b-instruct", llm_settings()
     else:

@@ -1,42 +1,69 @@
 """``hayaku tune``: measure every setting this machine can run, write the fastest as the tuned profile.
 
-    hayaku tune                       # bundled Qwen through llm, every available speaker
+    hayaku tune                       # bundled Qwen through llm, every available speaker, configs/
     hayaku tune --model ./my-marian   # also a local seq2seq model (transformers / ctranslate2)
-    hayaku tune --dry-run             # list the candidates, measure nothing
+    hayaku tune --dry-run             # list the candidates and configs, measure nothing
 
-For each translator model, its float32 setting is the quality reference: every other
-setting of that model is rejected when its chrF on the corpus (``benchmarks/corpus``,
-``--limit`` sentences) falls more than 1 point below the reference's. Speakers synthesize
-the corpus references. The winner is the accepted (translator, speaker) pair with the
-lowest median end-to-end time per sentence (translation + speech of the same sentence).
-It is written to ``HAYAKU_HOME/profiles/<hardware-key>.yaml`` (the format ``backend: auto``
-reads, see serve/auto.py) with the table as YAML comments and in ``measurements``.
+Two passes over the corpus (``benchmarks/corpus``, ``--limit`` sentences, 32 by default):
 
-A setting that fails (exception, unavailable, out of budget) is a row marked failed with
-its reason; the sweep goes on. No profile is written unless a reference, an accepted
-translator and a speaker were all fully measured.
+1. Quality: each setting alone (one model in memory at a time) translates every sentence.
+   For each translator model its float32 setting is the quality reference: every other
+   setting of that model is rejected when its chrF falls more than 1 point below the
+   reference's. Speakers synthesize the corpus references.
+2. Ranking, interleaved: the fastest accepted translators of pass 1 (``--finalists``), the
+   translators of the configs in ``configs/``, and every speaker, loaded together and run
+   sentence by sentence in rotating order (A B C, B C A, ...), so machine noise lands on all
+   of them alike. A pair's figure is the median over sentences of translation + speech of
+   the same sentence.
 
-The selection (``judge``, ``combine``, ``build_profile``) is pure: rows in, profile out.
+The winner is the fastest pair whose speaker is in the best quality tier available for the
+target language (``SPEAKER_TIERS``: espeak does not read kanji, so it is chosen for Japanese
+only when no other speaker runs). The pick is never slower than a config in ``configs/``:
+each config that runs here (``auto`` stages resolved by preference, not by an old profile) is
+measured in the same ranking run, and when the fastest of them beats the sweep's winner, it
+becomes the pick. It is written to ``HAYAKU_HOME/profiles/<hardware-key>.yaml`` (the format
+``backend: auto`` reads, see serve/auto.py) with the table as YAML comments and in
+``measurements``.
+
+A setting or config that fails (exception, unavailable, out of budget) is a row marked failed
+with its reason; the sweep goes on. No profile is written unless a reference, an accepted
+translator (or a config) and a speaker were all fully measured in both passes; an
+interrupted run (Ctrl-C) writes none either.
+
+The selection (``judge``, ``combine``, ``config_combos``, ``build_profile``) is pure: rows in,
+profile out.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 #: a faster setting may lose at most this many chrF points against its model's float32 reference
 CHRF_TOLERANCE = 1.0
 BUNDLED_LLM = "qwen2.5-1.5b-instruct"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: Ray pins OMP_NUM_THREADS=1 in replicas, so a runtime left at its default decodes on one core
+#: there; every candidate names its thread count, and the profile carries it to the replica
+CORES = max(1, os.cpu_count() or 1)
+#: speaker quality tiers per target language, lower is better; unlisted speakers are tier 0.
+#: espeak-ng is formant synthesis and does not read kanji (it spells or skips them)
+SPEAKER_TIERS: dict[str, dict[str, int]] = {"ja": {"espeak": 1}}
+TIER_NOTES = {0: "natural", 1: "formant, does not read kanji"}
 
 
 @dataclass
 class Candidate:
-    """One setting to measure. ``reference`` marks the float32 quality anchor of ``model``."""
+    """One setting to measure. ``reference`` marks the float32 quality anchor of ``model``;
+    ``configs`` names the files of configs/ whose graph runs this setting."""
 
     role: str  # "translator" | "speaker"
     backend: str
@@ -45,15 +72,21 @@ class Candidate:
     voice: str | None = None
     reference: bool = False
     label: str = ""
+    configs: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.label:
             opts = " ".join(f"{k}={v}" for k, v in self.options.items())
             self.label = " ".join(x for x in (self.backend, opts, self.voice or "") if x)
 
+    def key(self) -> str:
+        """Identity of what runs: two candidates with the same key are one measurement."""
+        opts = json.dumps(self.options, sort_keys=True, default=str)
+        return f"{self.role}|{self.backend}|{self.model or ''}|{opts}|{self.voice or ''}"
+
 
 def translator_candidates(
-    models: Sequence[str], bundled: bool = True, heavy: bool = True, max_tokens: int | None = None
+    models: Sequence[str], bundled: bool = True, heavy: bool = False, max_tokens: int | None = None
 ) -> list[Candidate]:
     """Reference first for each model, then the faster settings, cheapest to measure first.
 
@@ -65,24 +98,36 @@ def translator_candidates(
     ct2_cap = {"max_decoding_length": max_tokens} if max_tokens else {}
     if bundled:
         m = BUNDLED_LLM
+        ct2 = {"runtime": "ctranslate2", "compute_type": "int8", "threads": CORES}
+        torch = {"runtime": "transformers", "threads": CORES}
         out += [
-            Candidate("translator", "llm", {"runtime": "transformers", "dtype": "float32"}, m, reference=True),
-            Candidate("translator", "llm", {"runtime": "ctranslate2", "compute_type": "int8"}, m),
-            Candidate("translator", "llm", {"runtime": "ctranslate2", "compute_type": "int8", "few_shot": 0}, m),
-            Candidate(
-                "translator", "llm", {"runtime": "ctranslate2", "compute_type": "int8", "max_length_ratio": 1.5}, m
-            ),
+            # the float32 reference on CTranslate2: the int8 settings differ from it in precision
+            # alone (same runtime, same cached prompt prefix), and it is ~3x faster than torch here
+            Candidate("translator", "llm", {**ct2, "compute_type": "float32"}, m, reference=True),
+            Candidate("translator", "llm", ct2, m),
+            Candidate("translator", "llm", {**ct2, "few_shot": 2}, m),
+            Candidate("translator", "llm", {**ct2, "max_length_ratio": 1.5}, m),
         ]
         if heavy:
-            out.append(Candidate("translator", "llm", {"runtime": "transformers", "dtype": "bfloat16"}, m))
+            out += [
+                Candidate("translator", "llm", {**torch, "dtype": "float32"}, m),
+                Candidate("translator", "llm", {**torch, "dtype": "bfloat16"}, m),
+            ]
     for m in models:
+        tf = {"num_beams": 1, "threads": CORES, **tf_cap}
+        ct2 = {"compute_type": "int8", "beam_size": 1, "intra_threads": CORES, **ct2_cap}
         out += [
-            Candidate("translator", "transformers", {"dtype": "float32", "num_beams": 1, **tf_cap}, m, reference=True),
-            Candidate("translator", "ctranslate2", {"compute_type": "int8", "beam_size": 1, **ct2_cap}, m),
+            Candidate("translator", "transformers", {"dtype": "float32", **tf}, m, reference=True),
+            Candidate("translator", "ctranslate2", ct2, m),
+            Candidate("translator", "ctranslate2", {**ct2, "output_vocab": "target"}, m),
+            Candidate("translator", "transformers", {"dtype": "float32", "quantize": "int8", **tf}, m),
             Candidate(
-                "translator", "transformers", {"dtype": "float32", "quantize": "int8", "num_beams": 1, **tf_cap}, m
+                "translator",
+                "transformers",
+                {"dtype": "float32", "quantize": "int8", "loop": "greedy", "output_vocab": "target", **tf},
+                m,
             ),
-            Candidate("translator", "transformers", {"dtype": "bfloat16", "num_beams": 1, **tf_cap}, m),
+            Candidate("translator", "transformers", {"dtype": "bfloat16", **tf}, m),
         ]
     return out
 
@@ -101,11 +146,88 @@ def speaker_candidates(names: Sequence[str] | None = None) -> list[Candidate]:
     return out
 
 
+def config_candidates(
+    paths: Sequence[Path], hw: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[Candidate], list[Candidate]]:
+    """(config rows, translator candidates, speaker candidates) of the configs in ``paths``.
+
+    Each file's first hayaku application is resolved on this machine as ``serve run`` would
+    resolve it without a tuned profile; one that cannot run here, or runs only test backends,
+    is a failed row with the reason.
+    """
+    from backends.registry import speaker_class, translator_class
+    from serve.auto import resolve_graph
+    from serve.config import load_app_args
+
+    rows: list[dict[str, Any]] = []
+    ts: list[Candidate] = []
+    ss: list[Candidate] = []
+    for path in paths:
+        row: dict[str, Any] = {"config": path.name, "ok": False}
+        rows.append(row)
+        try:
+            graph = resolve_graph(load_app_args(path)[0].args, hw, where=str(path), use_profile=False)
+            t, s = graph.translator, graph.speaker
+            if translator_class(t.backend).synthetic or speaker_class(s.backend).synthetic:
+                raise RuntimeError(f"test backends ({t.backend} + {s.backend}) are never a tuning choice")
+        except Exception as exc:  # a config that cannot run here is a row, not the end of the sweep
+            row["reason"] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        # the backend's default model named or not is one setting too
+        model = _build(Candidate("translator", t.backend, dict(t.options), t.model)).model
+        tc = Candidate("translator", t.backend, dict(t.options), model, configs=[path.name])
+        # the default voice named or not is one setting
+        voice = None if s.voice == speaker_class(s.backend).default_voice else s.voice
+        sc = Candidate("speaker", s.backend, dict(s.options), s.model, voice=voice, configs=[path.name])
+        row.update(ok=True, translator=tc.key(), speaker=sc.key())  # keys: labels once merged
+        ts.append(tc)
+        ss.append(sc)
+    return rows, ts, ss
+
+
+def name_configs(rows: list[dict[str, Any]], cands: Sequence[Candidate]) -> None:
+    """Replaces the candidate keys in config rows by the (merged) candidates' labels."""
+    label = {c.key(): c.label for c in cands}
+    for r in rows:
+        for role in ("translator", "speaker"):
+            if role in r:
+                r[role] = label.get(r[role], r[role])
+
+
+def unique_labels(cands: Sequence[Candidate]) -> None:
+    """Adds the model's name to labels that several models share (rows are found by label)."""
+    seen: dict[str, int] = {}
+    for c in cands:
+        seen[c.label] = seen.get(c.label, 0) + 1
+    for c in cands:
+        if seen[c.label] > 1 and c.model:
+            c.label = f"{c.label} [{Path(c.model).name}]"
+
+
+def merge(cands: list[Candidate], extra: Sequence[Candidate]) -> list[Candidate]:
+    """``cands`` plus those of ``extra`` not already there; a duplicate adds its configs to the original."""
+    out = list(cands)
+    by_key = {c.key(): c for c in out}
+    for c in extra:
+        same = by_key.get(c.key())
+        if same is None:
+            by_key[c.key()] = c
+            out.append(c)
+        else:
+            same.configs += [n for n in c.configs if n not in same.configs]
+    return out
+
+
 # -- selection: pure functions over measured rows ---------------------------------------------
 
 
 def _median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
+
+
+def speaker_tier(row: dict[str, Any], target_lang: str = "ja") -> int:
+    """The quality tier of a speaker row for ``target_lang``: 0 is the best."""
+    return SPEAKER_TIERS.get(target_lang, {}).get(str(row.get("backend")), 0)
 
 
 def judge(rows: list[dict[str, Any]], tolerance: float = CHRF_TOLERANCE) -> list[dict[str, Any]]:
@@ -135,28 +257,55 @@ def judge(rows: list[dict[str, Any]], tolerance: float = CHRF_TOLERANCE) -> list
     return out
 
 
-def combine(translators: list[dict[str, Any]], speakers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every accepted translator x ok non-synthetic speaker, with the median end-to-end ms, fastest first.
+def _pair(t: dict[str, Any], s: dict[str, Any]) -> dict[str, Any]:
+    n = min(len(t["ms"]), len(s["ms"]))
+    totals = [t["ms"][i] + s["ms"][i] for i in range(n)]
+    return {"translator": t["label"], "speaker": s["label"], "p50_ms": _median(totals), "n": n}
 
-    End to end is, per sentence, translation time + speech time of that sentence; the median
-    is over sentences (so a pair is ranked on what one request costs, not on two medians).
+
+def _ranked(r: dict[str, Any]) -> bool:
+    return bool(r.get("ok")) and bool(r.get("ranked", True)) and bool(r.get("ms"))
+
+
+def combine(
+    translators: list[dict[str, Any]], speakers: list[dict[str, Any]], target_lang: str = "ja"
+) -> list[dict[str, Any]]:
+    """Every accepted translator x ok non-synthetic speaker, best first: by speaker tier, then
+    by the median end-to-end ms.
+
+    End to end is, per sentence, translation time + speech time of that sentence (timed in the
+    same round of the ranking run); the median is over sentences, so a pair is ranked on what
+    one request costs, not on two medians. Rows with ``ranked: False`` (not in the ranking
+    run) take no part.
     """
     combos = []
     for t in translators:
-        if not t.get("accepted"):
+        if not t.get("accepted") or not _ranked(t):
             continue
         for s in speakers:
-            if not s.get("ok") or s.get("synthetic"):
+            if not _ranked(s) or s.get("synthetic"):
                 continue
-            n = min(len(t["ms"]), len(s["ms"]))
-            totals = [t["ms"][i] + s["ms"][i] for i in range(n)]
-            combos.append({"translator": t["label"], "speaker": s["label"], "p50_ms": _median(totals), "n": n})
-    return sorted(combos, key=lambda c: c["p50_ms"])
+            combos.append({**_pair(t, s), "tier": speaker_tier(s, target_lang)})
+    return sorted(combos, key=lambda c: (c["tier"], c["p50_ms"]))
+
+
+def config_combos(
+    configs: list[dict[str, Any]], translators: list[dict[str, Any]], speakers: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The end-to-end figure of each config that ran, fastest first (quality verdicts aside:
+    a config is what the project ships, so the pick must beat it, whatever its chrF)."""
+    t_by, s_by = {r["label"]: r for r in translators}, {r["label"]: r for r in speakers}
+    out = []
+    for c in configs:
+        t, s = t_by.get(c.get("translator", "")), s_by.get(c.get("speaker", ""))
+        if c.get("ok") and t is not None and s is not None and _ranked(t) and _ranked(s):
+            out.append({**_pair(t, s), "config": c["config"], "tier": speaker_tier(s)})
+    return sorted(out, key=lambda c: c["p50_ms"])
 
 
 def _public(row: dict[str, Any]) -> dict[str, Any]:
     """A row as recorded in the profile: no per-sentence lists or outputs."""
-    return {k: v for k, v in row.items() if k not in ("ms", "outputs")}
+    return {k: v for k, v in row.items() if k not in ("ms", "first_ms", "outputs")}
 
 
 def row_text(t: dict[str, Any], s: dict[str, Any], combo: dict[str, Any]) -> str:
@@ -170,19 +319,31 @@ def row_text(t: dict[str, Any], s: dict[str, Any], combo: dict[str, Any]) -> str
 
 
 def build_profile(
-    translators: list[dict[str, Any]], speakers: list[dict[str, Any]], hardware: dict[str, Any], created: str
+    translators: list[dict[str, Any]],
+    speakers: list[dict[str, Any]],
+    hardware: dict[str, Any],
+    created: str,
+    configs: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """(profile, message): the profile to write, or None and why not. ``translators`` must be judged."""
-    combos = combine(translators, speakers)
+    configs = configs or []
     if not any(r.get("reference") and r.get("ok") for r in translators):
         return None, "no float32 reference was fully measured, so no setting could be quality-checked"
-    if not combos:
+    combos = combine(translators, speakers)
+    fallbacks = config_combos(configs, translators, speakers)
+    if not combos and not fallbacks:
         why = "no translator passed the quality check" if not any(r.get("accepted") for r in translators) else ""
         return None, why or "no speaker was fully measured"
-    best = combos[0]
+    best = combos[0] if combos else None
+    note = ""
+    if fallbacks and (best is None or fallbacks[0]["p50_ms"] < best["p50_ms"]):
+        beaten = f"{best['p50_ms']:.0f} ms" if best else "no accepted setting"
+        note = f" [configs/{fallbacks[0]['config']}: faster than the sweep's best ({beaten}), so kept]"
+        best = fallbacks[0]
+    assert best is not None
     t = next(r for r in translators if r["label"] == best["translator"])
     s = next(r for r in speakers if r["label"] == best["speaker"])
-    text = row_text(t, s, best)
+    text = row_text(t, s, best) + note
     reason = f"tuned on {created[:10]}: {text}"
     profile = {
         "created": created,
@@ -203,12 +364,18 @@ def build_profile(
             "translator": [_public(r) for r in translators],
             "speaker": [_public(r) for r in speakers],
             "end_to_end": combos,
+            "configs": [{**c, **next((f for f in fallbacks if f["config"] == c["config"]), {})} for c in configs],
         },
     }
     return profile, text
 
 
-def table(translators: list[dict[str, Any]], speakers: list[dict[str, Any]], combos: list[dict[str, Any]]) -> str:
+def table(
+    translators: list[dict[str, Any]],
+    speakers: list[dict[str, Any]],
+    combos: list[dict[str, Any]],
+    configs: list[dict[str, Any]] | None = None,
+) -> str:
     """The measured tables, as markdown."""
     from benchmarks.common import markdown_table
 
@@ -216,31 +383,57 @@ def table(translators: list[dict[str, Any]], speakers: list[dict[str, Any]], com
         v = r.get(k)
         return "-" if v is None else v
 
+    def ranking(r: dict[str, Any]) -> Any:
+        return num(r, "p50_ms") if r.get("ranked") else "-"
+
     t_rows = [
         [
             r["label"],
             r.get("model") or "-",
-            num(r, "p50_ms"),
+            num(r, "first_p50_ms"),
+            ranking(r),
             num(r, "chrf"),
             num(r, "chrf_delta"),
-            r.get("verdict", ""),
+            r.get("verdict", "") + (f" (in {', '.join(r['configs'])})" if r.get("configs") else ""),
         ]
         for r in translators
     ]
     s_rows = [
-        [r["label"], r.get("voice") or "-", num(r, "p50_ms"), "ok" if r.get("ok") else r.get("reason", "")]
+        [
+            r["label"],
+            r.get("voice") or "-",
+            num(r, "first_p50_ms"),
+            ranking(r),
+            f"{speaker_tier(r)} ({TIER_NOTES.get(speaker_tier(r), '')})",
+            "ok" if r.get("ok") else r.get("reason", ""),
+        ]
         for r in speakers
     ]
-    c_rows = [[c["translator"], c["speaker"], c["p50_ms"], c["n"]] for c in combos]
-    return "\n\n".join(
+    c_rows = [[c["translator"], c["speaker"], c["p50_ms"], c["n"], c["tier"]] for c in combos]
+    fast = {f["config"]: f for f in config_combos(configs or [], translators, speakers)}
+    g_rows = [
         [
-            markdown_table(["translator", "model", "p50 ms", "chrF", "delta vs float32", "verdict"], t_rows),
-            markdown_table(["speaker", "voice", "p50 ms", "status"], s_rows),
-            markdown_table(
-                ["translator", "speaker", "end-to-end p50 ms", "sentences"], c_rows or [["-", "-", "-", "-"]]
-            ),
+            c["config"],
+            c.get("translator", "-"),
+            c.get("speaker", "-"),
+            fast[c["config"]]["p50_ms"] if c["config"] in fast else "-",
+            "measured" if c["config"] in fast else (c.get("reason") or "not measured (a stage failed)"),
         ]
-    )
+        for c in configs or []
+    ]
+    tables = [
+        markdown_table(
+            ["translator", "model", "pass 1 p50 ms", "ranking p50 ms", "chrF", "delta vs float32", "verdict"], t_rows
+        ),
+        markdown_table(["speaker", "voice", "pass 1 p50 ms", "ranking p50 ms", "tier", "status"], s_rows),
+        markdown_table(
+            ["translator", "speaker", "end-to-end p50 ms", "sentences", "speaker tier"],
+            c_rows or [["-", "-", "-", "-", "-"]],
+        ),
+    ]
+    if g_rows:
+        tables.append(markdown_table(["config", "translator", "speaker", "end-to-end p50 ms", "status"], g_rows))
+    return "\n\n".join(tables)
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -248,6 +441,12 @@ def table(translators: list[dict[str, Any]], speakers: list[dict[str, Any]], com
 
 class OutOfBudget(Exception):
     """The time budget ran out in the middle of a setting."""
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """A text progress bar: ``[#######.............] 7/20``."""
+    filled = round(width * done / total) if total else width
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
 
 
 def _corpus_run(
@@ -263,19 +462,50 @@ def _corpus_run(
         outputs.append(call(item))
         ms.append((time.perf_counter() - start) * 1000.0)
         if sys.stderr.isatty() or i + 1 == len(items) or (i + 1) % max(1, len(items) // 4) == 0:
-            say(f"  {label}: {i + 1}/{len(items)} sentences")
+            say(f"  {label}: {bar(i + 1, len(items))} sentences")
     return outputs, ms
 
 
-def _measure(row: dict[str, Any], build: Callable[[], Any], run: Callable[[Any], None]) -> dict[str, Any]:
+def _build(cand: Candidate) -> Any:
+    from backends.registry import create_speaker, create_translator
+
+    if cand.role == "translator":
+        return create_translator(cand.backend, model=cand.model, options=cand.options)
+    return create_speaker(cand.backend, model=cand.model, options=cand.options, voice=cand.voice)
+
+
+def _load(cand: Candidate) -> Any:
+    """The candidate's backend, built and loaded; raises with the reason when it cannot run."""
+    backend = _build(cand)
+    reason = type(backend).unavailable_reason(backend.model)
+    if reason:
+        backend.close()
+        raise RuntimeError(f"unavailable: {reason}")
+    try:
+        backend.load()
+    except BaseException:
+        backend.close()
+        raise
+    return backend
+
+
+def _base_row(cand: Candidate) -> dict[str, Any]:
+    row: dict[str, Any] = {"role": cand.role, "label": cand.label, "backend": cand.backend, "model": cand.model,
+                           "options": cand.options, "ok": False}  # fmt: skip
+    if cand.role == "translator":
+        row["reference"] = cand.reference
+    if cand.configs:
+        row["configs"] = list(cand.configs)
+    return row
+
+
+def _measure(row: dict[str, Any], cand: Candidate, run: Callable[[Any], None]) -> dict[str, Any]:
     """Builds and loads one backend, lets ``run`` fill ``row``; any failure becomes the row's reason."""
     backend = None
     try:
-        backend = build()
-        reason = type(backend).unavailable_reason(backend.model)
-        if reason:
-            raise RuntimeError(f"unavailable: {reason}")
-        backend.load()
+        if cand.role == "speaker":
+            row["synthetic"] = bool(type(_build(cand)).synthetic)  # known before loading: failed rows carry it
+        backend = _load(cand)
         run(backend)
         row["ok"] = True
     except Exception as exc:  # one bad setting is a failed row, never the end of the sweep
@@ -290,18 +520,9 @@ def measure_translator(
     cand: Candidate, pairs: Sequence[Any], deadline: float, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """One translator on the corpus: a row (ok with chrF and per-sentence ms, or failed with the reason)."""
-    from backends.registry import create_translator
     from benchmarks.quality import chrf
 
-    row: dict[str, Any] = {
-        "role": "translator",
-        "label": cand.label,
-        "backend": cand.backend,
-        "model": cand.model,
-        "options": cand.options,
-        "reference": cand.reference,
-        "ok": False,
-    }
+    row = _base_row(cand)
 
     def run(tr: Any) -> None:
         row["load_s"] = (tr.load_ms or 0.0) / 1000.0
@@ -310,22 +531,14 @@ def measure_translator(
         )
         row.update(ms=ms, outputs=outputs, p50_ms=_median(ms), chrf=chrf(outputs, [p.reference for p in pairs]))
 
-    return _measure(row, lambda: create_translator(cand.backend, model=cand.model, options=cand.options), run)
+    return _measure(row, cand, run)
 
 
 def measure_speaker(
     cand: Candidate, texts: Sequence[str], deadline: float, say: Callable[[str], None]
 ) -> dict[str, Any]:
     """One speaker on the corpus references: a row with per-sentence ms, or failed with the reason."""
-    from backends.registry import create_speaker
-
-    row: dict[str, Any] = {
-        "role": "speaker",
-        "label": cand.label,
-        "backend": cand.backend,
-        "options": cand.options,
-        "ok": False,
-    }
+    row = _base_row(cand)
 
     def run(sp: Any) -> None:
         row["voice"] = sp.voice or sp.default_voice
@@ -337,40 +550,43 @@ def measure_speaker(
         _, ms = _corpus_run(speak, texts, deadline, cand.label, say)
         row.update(ms=ms, p50_ms=_median(ms), load_s=(sp.load_ms or 0.0) / 1000.0)
 
-    def build() -> Any:
-        sp = create_speaker(cand.backend, model=cand.model, options=cand.options, voice=cand.voice)
-        row["synthetic"] = bool(type(sp).synthetic)  # known before loading, so failed rows carry it too
-        return sp
+    return _measure(row, cand, run)
 
-    return _measure(row, build, run)
+
+class Progress:
+    """``[tune  123/1200 s] [####........] 3/12 ...`` lines on stderr."""
+
+    def __init__(self, budget_s: float, total: int) -> None:
+        self.start, self.budget_s, self.total, self.done = time.monotonic(), budget_s, total, 0
+
+    def __call__(self, msg: str) -> None:
+        el = time.monotonic() - self.start
+        print(f"[tune {el:5.0f}/{self.budget_s:.0f} s] {msg}", file=sys.stderr, flush=True)
+
+    def step(self, msg: str) -> None:
+        self.done += 1
+        self(f"{bar(self.done, self.total)} {msg}")
 
 
 def sweep(
-    translators: Sequence[Candidate], speakers: Sequence[Candidate], pairs: Sequence[Any], budget_s: float
+    translators: Sequence[Candidate],
+    speakers: Sequence[Candidate],
+    pairs: Sequence[Any],
+    deadline: float,
+    say: Progress,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Measures every candidate within ``budget_s``; rows past the budget are failed rows."""
-    start = time.monotonic()
-    deadline = start + budget_s
-    total = len(translators) + len(speakers)
-
-    def say(msg: str) -> None:
-        el = time.monotonic() - start
-        print(f"[tune {el:5.0f}/{budget_s:.0f} s] {msg}", file=sys.stderr, flush=True)
-
+    """Pass 1: every candidate alone on the corpus until ``deadline``; rows past it are failed rows."""
     t_rows: list[dict[str, Any]] = []
     s_rows: list[dict[str, Any]] = []
     failed_refs: set[str | None] = set()
     # speakers first: they are cheap, and every translator row needs one to be worth anything
-    for i, cand in enumerate([*speakers, *translators], 1):
-        say(f"({i}/{total}) {cand.role} {cand.label}" + (f" [{cand.model}]" if cand.model else ""))
+    for cand in [*speakers, *translators]:
+        say.step(f"{cand.role} {cand.label}" + (f" [{cand.model}]" if cand.model else ""))
+        row = _base_row(cand)
         if time.monotonic() > deadline:
-            row = {"role": cand.role, "label": cand.label, "backend": cand.backend, "model": cand.model,
-                   "options": cand.options, "reference": cand.reference, "ok": False,
-                   "reason": "time budget exhausted before it was measured"}  # fmt: skip
+            row["reason"] = "time budget exhausted before it was measured"
         elif cand.role == "translator" and not cand.reference and cand.model in failed_refs:
-            row = {"role": cand.role, "label": cand.label, "backend": cand.backend, "model": cand.model,
-                   "options": cand.options, "reference": False, "ok": False,
-                   "reason": "not measured: its float32 reference failed"}  # fmt: skip
+            row["reason"] = "not measured: its float32 reference failed"
         elif cand.role == "translator":
             row = measure_translator(cand, pairs, deadline, say)
         else:
@@ -383,6 +599,72 @@ def sweep(
     return t_rows, s_rows
 
 
+def finalists(t_rows: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    """The translators of the ranking run: the ``count`` fastest accepted ones of pass 1, and
+    every ok translator a config uses."""
+    accepted = sorted((r for r in t_rows if r.get("accepted")), key=lambda r: r["p50_ms"])[:count]
+    chosen = {r["label"] for r in accepted} | {r["label"] for r in t_rows if r.get("ok") and r.get("configs")}
+    return [r for r in t_rows if r["label"] in chosen]
+
+
+def ranking_run(
+    t_rows: list[dict[str, Any]],
+    s_rows: list[dict[str, Any]],
+    cands: dict[str, Candidate],
+    pairs: Sequence[Any],
+    deadline: float,
+    say: Progress,
+) -> None:
+    """Pass 2: the given rows' backends loaded together, sentence by sentence in rotating order.
+
+    Each row gets ``ranked``, its pass-1 figures under ``first_*`` and the ranking run's
+    per-sentence ``ms``/``p50_ms``. A backend that fails here is a failed row. Raises
+    OutOfBudget when the run cannot finish: a partial ranking is never used.
+    """
+    rows = [*t_rows, *s_rows]
+    loaded: dict[str, Any] = {}
+    try:
+        for r in rows:
+            say(f"  loading {r['role']} {r['label']} for the ranking run")
+            try:
+                loaded[r["label"]] = _load(cands[r["label"]])
+            except Exception as exc:  # it ran in pass 1; if it cannot now, it is out of the ranking
+                r.update(ok=False, ranked=False, reason=f"ranking run: {type(exc).__name__}: {exc}"[:300])
+
+        live = [r for r in rows if r["label"] in loaded]
+        times: dict[str, list[float]] = {r["label"]: [] for r in live}
+
+        def attempt(r: dict[str, Any], i: int) -> float | None:
+            b, start = loaded[r["label"]], time.perf_counter()
+            try:
+                if r["role"] == "translator":
+                    b.translate([pairs[i].source], "en", "ja")
+                else:
+                    b.synthesize(pairs[i].reference, "ja")
+            except Exception as exc:  # a crash mid-run drops the setting, not the run
+                r.update(ok=False, ranked=False, reason=f"ranking run: {type(exc).__name__}: {exc}"[:300])
+                del times[r["label"]]
+                return None
+            return (time.perf_counter() - start) * 1000.0
+
+        for r in live:
+            attempt(r, 0)  # warm-up, untimed
+        for i in range(len(pairs)):
+            if time.monotonic() > deadline:
+                raise OutOfBudget(f"time budget ran out in the ranking run after {i}/{len(pairs)} sentences")
+            k = i % len(live)
+            for r in live[k:] + live[:k]:
+                if r["label"] in times and (ms := attempt(r, i)) is not None:
+                    times[r["label"]].append(ms)
+            say(f"  ranking run: {bar(i + 1, len(pairs))} sentences")
+        for r in live:
+            if r["label"] in times:
+                r.update(first_ms=r.get("ms"), ms=times[r["label"]], p50_ms=_median(times[r["label"]]), ranked=True)
+    finally:
+        for b in loaded.values():
+            b.close()
+
+
 def _comment(text: str) -> str:
     return "\n".join("# " + line if line else "#" for line in text.splitlines())
 
@@ -392,45 +674,86 @@ def main(argv: list[str] | None = None) -> int:
         prog="hayaku tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--budget-s", type=float, default=1200.0, help="time budget for the whole sweep (default 1200)")
-    p.add_argument("--limit", type=int, default=30, help="corpus sentences per setting (default 30; 0: all)")
+    p.add_argument("--limit", type=int, default=32, help="corpus sentences per setting (default 32; 0: all)")
     p.add_argument("--model", action="append", default=[], help="also tune a local seq2seq model folder (repeatable)")
     p.add_argument("--max-tokens", type=int, help="cap the output length of the --model settings (default: theirs)")
     p.add_argument("--no-bundled", action="store_true", help=f"skip the bundled {BUNDLED_LLM} (llm backend)")
-    p.add_argument("--no-heavy", action="store_true", help="skip the slow transformers bfloat16 llm setting")
+    p.add_argument("--heavy", action="store_true", help="also the slow torch settings of the llm (float32, bfloat16)")
     p.add_argument("--speaker", action="append", help="speakers to measure (default: every available one)")
+    p.add_argument("--configs", type=Path, default=CONFIGS, help=f"configs the pick must beat (default {CONFIGS})")
+    p.add_argument("--no-configs", action="store_true", help="do not measure the configs")
+    p.add_argument("--finalists", type=int, default=3, help="accepted translators in the ranking run (default 3)")
     p.add_argument("--dry-run", action="store_true", help="list the candidates and exit")
     ns = p.parse_args(argv)
 
     from benchmarks.quality import load_corpus
     from serve import auto, hardware
 
-    t_cands = translator_candidates(ns.model, not ns.no_bundled, not ns.no_heavy, ns.max_tokens)
-    s_cands = speaker_candidates(ns.speaker)
     hw = hardware.probe(with_runtimes=False)
+    paths = [] if ns.no_configs else sorted(ns.configs.glob("*.yaml"))
+    c_rows, c_ts, c_ss = config_candidates(paths, hw)
+    t_cands = merge(translator_candidates(ns.model, not ns.no_bundled, ns.heavy, ns.max_tokens), c_ts)
+    s_cands = merge(speaker_candidates(ns.speaker), c_ss)
+    unique_labels(t_cands)
+    name_configs(c_rows, [*t_cands, *s_cands])
     if ns.dry_run or not t_cands or not s_cands:
         for c in [*t_cands, *s_cands]:
             tag = " (float32 reference)" if c.reference else ""
+            tag += f" (in {', '.join(c.configs)})" if c.configs else ""
             print(f"{c.role:10} {c.label}{tag}" + (f"  [{c.model}]" if c.model else ""))
+        for r in c_rows:
+            print(
+                f"{'config':10} {r['config']}: " + (f"{r['translator']} + {r['speaker']}" if r["ok"] else r["reason"])
+            )
         print(f"profile: {auto.profile_path(hw['key'])}")
         if not ns.dry_run:
             print("hayaku tune: nothing to tune (no translator or no speaker candidates)", file=sys.stderr)
             return 2
         return 0
     pairs = load_corpus("en-ja", ns.limit or None)
-    print(f"tuning {len(t_cands)} translator and {len(s_cands)} speaker settings on {len(pairs)} sentences, "
-          f"budget {ns.budget_s:.0f} s", file=sys.stderr)  # fmt: skip
-    t_rows, s_rows = sweep(t_cands, s_cands, pairs, ns.budget_s)
-    t_rows = judge(t_rows)
+    print(f"tuning {len(t_cands)} translator and {len(s_cands)} speaker settings ({len(c_rows)} configs) on "
+          f"{len(pairs)} sentences, budget {ns.budget_s:.0f} s", file=sys.stderr)  # fmt: skip
+    say = Progress(ns.budget_s, len(t_cands) + len(s_cands) + 1)
+    # pass 1 may use 70% of the budget; the ranking run gets what is left
+    end = say.start + ns.budget_s
+    t_rows: list[dict[str, Any]] = []
+    s_rows: list[dict[str, Any]] = []
+    failure = ""
+    try:
+        t_rows, s_rows = sweep(t_cands, s_cands, pairs, say.start + 0.7 * ns.budget_s, say)
+        t_rows = judge(t_rows)
+        by_label = {c.label: c for c in [*t_cands, *s_cands]}
+        final_t = finalists(t_rows, ns.finalists)
+        final_s = [r for r in s_rows if r.get("ok") and not r.get("synthetic")]
+        for r in [*t_rows, *s_rows]:
+            r.update(ranked=False, first_p50_ms=r.get("p50_ms"))
+        if final_t and final_s:
+            round_s = sum(r["p50_ms"] for r in [*final_t, *final_s]) / 1000.0
+            n = min(len(pairs), int(0.8 * (end - time.monotonic()) / max(round_s, 1e-3)) - 1)
+            if n < min(5, len(pairs)):
+                raise OutOfBudget(f"no time left for a ranking run ({round_s:.1f} s per sentence)")
+            say.step(f"ranking run: {len(final_t)} translators x {len(final_s)} speakers on {n} sentences")
+            ranking_run(final_t, final_s, by_label, pairs[:n], end, say)
+    except OutOfBudget as exc:
+        failure = str(exc)
+    except KeyboardInterrupt:
+        failure = "interrupted"
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    md = table(t_rows, s_rows, combine(t_rows, s_rows))
+    md = table(t_rows, s_rows, combine(t_rows, s_rows), c_rows)
     print(md)
-    profile, message = build_profile(t_rows, s_rows, hw, created)
+    if failure:
+        print(f"hayaku tune: no profile written: {failure}", file=sys.stderr)
+        return 130 if failure == "interrupted" else 1
+    profile, message = build_profile(t_rows, s_rows, hw, created, c_rows)
     if profile is None:
         print(f"hayaku tune: no profile written: {message}", file=sys.stderr)
         return 1
-    header = f"Tuned by `hayaku tune` on {created} ({len(pairs)} corpus sentences).\nWinner: {message}\n\n{md}"
+    wall = time.monotonic() - say.start
+    header = (
+        f"Tuned by `hayaku tune` on {created} ({len(pairs)} corpus sentences, {wall:.0f} s).\nWinner: {message}\n\n{md}"
+    )
     path = auto.write_profile(hw["key"], profile, header=_comment(header))
-    print(f"winner: {message}\nwrote {path}", file=sys.stderr)
+    print(f"winner: {message}\nwrote {path} in {wall:.0f} s", file=sys.stderr)
     return 0
 
 

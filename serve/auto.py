@@ -90,7 +90,7 @@ _CPU_TRANSLATORS = [
         {"runtime": "ctranslate2", "compute_type": "int8", "threads": _CORES},
         note="bundled offline model, int8 CTranslate2",
     ),
-    Candidate("transformers", NLLB, {"device": "cpu", "quantize": "int8", "num_beams": 1}),
+    Candidate("transformers", NLLB, {"device": "cpu", "quantize": "int8", "num_beams": 1, "threads": _CORES}),
     Candidate("llm", QWEN, {"runtime": "transformers", "threads": _CORES}, note="bundled offline model, torch"),
 ]
 _SPEAKERS_COMMON = [
@@ -355,13 +355,16 @@ def resolve_stage(
 
 
 def resolve_graph(
-    args: GraphArgs | dict[str, Any], hw: dict[str, Any] | None = None, where: str = "args"
+    args: GraphArgs | dict[str, Any], hw: dict[str, Any] | None = None, where: str = "args", use_profile: bool = True
 ) -> ResolvedGraph:
-    """Validates ``args`` and resolves both stages; raises ConfigError naming the bad field."""
+    """Validates ``args`` and resolves both stages; raises ConfigError naming the bad field.
+
+    ``use_profile=False`` resolves ``auto`` by preference alone (the tuner measures configs so).
+    """
     parsed = parse_args(args, where)
     hw = hw if hw is not None else hardware.probe(with_runtimes=False)
     needs_auto = AUTO in (parsed.translator.backend, parsed.speaker.backend)
-    profile = load_profile(hw["key"]) if needs_auto else None
+    profile = load_profile(hw["key"]) if needs_auto and use_profile else None
     max_chars = parsed.limits.max_chars
     translator = resolve_stage("translator", parsed.translator.model_dump(), hw, profile, where, max_chars)
     speaker = resolve_stage("speaker", parsed.speaker.model_dump(), hw, profile, where, max_chars)

@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests are auto-marked by folder: unit/, integration/, e2e/."""
+"""Shared fixtures. Tests are auto-marked by folder: unit/, integration/, e2e/, cluster/."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ ARTIFACTS = ROOT / "artifacts"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
-        if parts and parts[0] in ("unit", "integration", "e2e"):
+        if parts and parts[0] in ("unit", "integration", "e2e", "cluster"):
             item.add_marker(getattr(pytest.mark, parts[0]))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,85 @@ def _espeak_or_skip() -> None:
         pytest.skip(f"the round-trip needs a real speaker (espeak): {reason}")
 
 
+def test_speaker_tiers_keep_espeak_for_last() -> None:
+    ts = tune.judge([trow("float32", 40.0, [10, 10, 10], reference=True)])
+    espeak = {**srow("espeak", [1, 1, 1]), "backend": "espeak"}
+    jtalk = {**srow("openjtalk", [50, 50, 50]), "backend": "openjtalk"}
+    combos = tune.combine(ts, [espeak, jtalk])
+    assert [c["speaker"] for c in combos] == ["openjtalk", "espeak"]  # 50x slower, still first for Japanese
+    assert [c["tier"] for c in combos] == [0, 1]
+    profile, _ = tune.build_profile(ts, [espeak, jtalk], {"key": "k"}, CREATED)
+    assert profile is not None and profile["speaker"]["backend"] == "openjtalk"
+    # espeak is a tier, not a ban: alone, it is chosen
+    profile, _ = tune.build_profile(ts, [espeak], {"key": "k"}, CREATED)
+    assert profile is not None and profile["speaker"]["backend"] == "espeak"
+    assert tune.speaker_tier(espeak, "en") == 0
+
+
+def test_pick_is_never_slower_than_a_config() -> None:
+    ts = tune.judge(
+        [
+            trow("float32", 40.0, [90, 90, 90], reference=True),
+            trow("swept", 40.0, [30, 30, 30]),
+            # a config's translator that lost 3 chrF points: the sweep rejects it, the rule still compares it
+            trow("shipped", 37.0, [10, 10, 10]),
+        ]
+    )
+    ss = [srow("sp", [5, 5, 5])]
+    cfgs = [
+        {"config": "cpu.yaml", "ok": True, "translator": "shipped", "speaker": "sp"},
+        {"config": "cuda.yaml", "ok": False, "reason": "ConfigError: no GPU"},
+    ]
+    assert not ts[2]["accepted"]
+    profile, text = tune.build_profile(ts, ss, {"key": "k"}, CREATED, cfgs)
+    assert profile is not None and profile["translator"]["options"] == {"dtype": "shipped"}
+    assert "configs/cpu.yaml" in text and "35 ms" in text  # the sweep's best it beat
+    recorded = {c["config"]: c for c in profile["measurements"]["configs"]}
+    assert recorded["cpu.yaml"]["p50_ms"] == 15 and recorded["cuda.yaml"]["reason"] == "ConfigError: no GPU"
+    # a slower config leaves the sweep's winner in place
+    ts[2]["ms"] = [60, 60, 60]
+    profile, text = tune.build_profile(ts, ss, {"key": "k"}, CREATED, cfgs)
+    assert profile is not None and profile["translator"]["options"] == {"dtype": "swept"}
+    assert "configs/" not in text
+    # rows left out of the ranking run (ranked False) are no one's figure
+    ts[2].update(ms=[1, 1, 1], ranked=False)
+    assert tune.config_combos(cfgs, ts, ss) == []
+
+
+def test_candidates_merge_with_configs() -> None:
+    swept = tune.Candidate("translator", "llm", {"runtime": "ctranslate2", "threads": 2}, "m")
+    same = tune.Candidate("translator", "llm", {"threads": 2, "runtime": "ctranslate2"}, "m", configs=["fast.yaml"])
+    other = tune.Candidate("translator", "llm", {"runtime": "ctranslate2"}, "m", configs=["cpu.yaml"])
+    merged = tune.merge([swept], [same, other])
+    assert merged == [swept, other] and swept.configs == ["fast.yaml"]
+    rows = [{"config": "fast.yaml", "ok": True, "translator": same.key()}]
+    tune.name_configs(rows, merged)
+    assert rows[0]["translator"] == swept.label
+
+
+def test_ranking_run_is_interleaved_and_never_partial() -> None:
+    from benchmarks.quality import load_corpus
+
+    pairs = load_corpus("en-ja", 4)
+    cands = {
+        "echo": tune.Candidate("translator", "echo", label="echo"),
+        "boom": tune.Candidate("translator", "echo", {"fault": "raise", "fault_every": 3}, label="boom"),
+        "tone": tune.Candidate("speaker", "tone", label="tone"),
+    }
+    rows = [{"role": c.role, "label": k, "ok": True, "ms": [9.0], "p50_ms": 9.0} for k, c in cands.items()]
+    say = tune.Progress(60, 1)
+    tune.ranking_run(rows[:2], rows[2:], cands, pairs, time.monotonic() + 60, say)
+    echo, boom, tone = rows
+    assert echo["ranked"] and tone["ranked"] and len(echo["ms"]) == len(tone["ms"]) == len(pairs)
+    assert echo["first_ms"] == [9.0]
+    # a backend that crashes mid-run is a failed row with the reason; the others go on
+    assert not boom["ok"] and not boom["ranked"] and "ranking run" in boom["reason"]
+    fresh = [{"role": "translator", "label": "echo", "ok": True, "ms": [9.0], "p50_ms": 9.0}]
+    with pytest.raises(tune.OutOfBudget):
+        tune.ranking_run(fresh, [], cands, pairs, time.monotonic() - 1, say)
+    assert "ranked" not in fresh[0]
+
+
 def test_profile_round_trip_through_auto(home: Path, tiny_marian: Path) -> None:
     _espeak_or_skip()
     t = trow("float32", 40.0, [5, 5, 5], reference=True, model=str(tiny_marian))
@@ -115,37 +195,52 @@ def test_profile_round_trip_through_auto(home: Path, tiny_marian: Path) -> None:
     assert f"tuned on 2025-06-01: {text}" in graph.to_dict()["translator"]["reason"]
 
 
-def test_tiny_end_to_end_sweep(home: Path, tiny_marian: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _config(path: Path, translator: dict[str, Any], speaker: dict[str, Any]) -> None:
+    app = {"name": "hayaku", "import_path": "serve.app:build", "args": {"translator": translator, "speaker": speaker}}
+    path.write_text(yaml.safe_dump({"applications": [app]}))
+
+
+def test_tiny_end_to_end_sweep(
+    home: Path, tiny_marian: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _espeak_or_skip()
-    argv = [
-        "--no-bundled",
-        "--model",
-        str(tiny_marian),
-        "--speaker",
-        "espeak",
-        "--speaker",
-        "tone",
-        "--limit",
-        "3",
-        "--max-tokens",
-        "8",
-    ]
-    assert tune.main([*argv, "--budget-s", "300"]) == 0
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    shipped = {"backend": "transformers", "model": str(tiny_marian), "options": {"max_new_tokens": 8}}
+    _config(configs / "good.yaml", shipped, {"backend": "espeak"})
+    _config(configs / "broken.yaml", {"backend": "nosuch"}, {"backend": "espeak"})
+    _config(configs / "test.yaml", {"backend": "echo"}, {"backend": "tone"})
+    argv = ["--no-bundled", "--model", str(tiny_marian), "--model", str(tmp_path / "missing-model"),
+            "--speaker", "espeak", "--speaker", "tone", "--speaker", "nosuch", "--configs", str(configs),
+            "--limit", "3", "--max-tokens", "8"]  # fmt: skip
+    assert tune.main([*argv, "--budget-s", "600"]) == 0
     key = hardware.probe(with_runtimes=False)["key"]
     text = auto.profile_path(key).read_text()
-    assert text.startswith("# Tuned by `hayaku tune`") and "| translator |" in text
+    assert text.startswith("# Tuned by `hayaku tune`") and "| translator |" in text and "| config |" in text
     data = yaml.safe_load(text)
     rows = data["measurements"]["translator"]
-    assert len(rows) == 4 and rows[0]["reference"] and rows[0]["ok"] and rows[0]["accepted"]
+    # 6 settings per model, twice, plus the config's own setting
+    assert len(rows) == 13 and rows[0]["reference"] and rows[0]["ok"] and rows[0]["accepted"]
     assert all(r["ok"] or r["reason"] for r in rows)
+    missing = [r for r in rows if r["model"] and "missing-model" in r["model"]]
+    assert len(missing) == 6 and not any(r["ok"] for r in missing)
+    assert sum("its float32 reference failed" in r["reason"] for r in missing) == 5
+    assert any(r.get("configs") == ["good.yaml"] and r["ranked"] for r in rows)
     assert data["speaker"]["backend"] == "espeak"  # tone is synthetic: measured, never chosen
-    assert {r["label"] for r in data["measurements"]["speaker"]} == {"espeak", "tone"}
+    speakers = {r["label"]: r for r in data["measurements"]["speaker"]}
+    assert set(speakers) == {"espeak", "tone", "nosuch"} and "nosuch" in speakers["nosuch"]["reason"]
+    cfgs = {c["config"]: c for c in data["measurements"]["configs"]}
+    assert cfgs["good.yaml"]["ok"] and cfgs["good.yaml"]["p50_ms"] > 0
+    assert not cfgs["broken.yaml"]["ok"] and "nosuch" in cfgs["broken.yaml"]["reason"]
+    assert "test backends" in cfgs["test.yaml"]["reason"]
     assert data["translator"]["reason"].startswith(f"tuned on {data['created'][:10]}: ")
-    assert auto.resolve_graph({}, hardware.probe(with_runtimes=False)).translator.source == "profile"
+    graph = auto.resolve_graph({}, hardware.probe(with_runtimes=False))
+    assert graph.translator.source == "profile" and data["translator"]["reason"] in graph.translator.reason
 
 
 def test_exhausted_budget_writes_no_profile(home: Path, tiny_marian: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--no-bundled", "--model", str(tiny_marian), "--speaker", "tone", "--limit", "3", "--budget-s", "0"]
+    argv = ["--no-bundled", "--model", str(tiny_marian), "--speaker", "tone", "--limit", "3", "--budget-s", "0",
+            "--no-configs"]  # fmt: skip
     assert tune.main(argv) == 1
     assert "no profile written" in capsys.readouterr().err
     assert not auto.profile_path(hardware.probe(with_runtimes=False)["key"]).exists()

@@ -1,0 +1,115 @@
+"""End to end over HTTP: ``serve run <config>``, then sequential warm requests text -> WAV.
+
+    python -m benchmarks.e2e_http [--config configs/fast.yaml] [--requests 10]
+
+Starts Ray Serve's own ``serve run`` on a copy of the config that listens on a free loopback
+port (a Ray of its own), waits for ``/healthz``, sends two untimed warm-up requests, then
+``--requests`` sequential ``POST /v1/speech-translate`` with the latency sentence, each
+checked to be a decodable WAV with sound. Reports p50/p95 of the client-side latency, the
+stage timings the ingress reports (``X-Hayaku-Timings``), and what ``GET /v1/graph`` says the
+graph runs and why (after ``hayaku tune``: "tuned on <date>: <row>"). Stops with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SENTENCE = "Hello, how are you today?"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)  # `serve run` ignores SIGINT for a while
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.e2e_http", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--config", type=Path, default=Path("configs/fast.yaml"), help="Serve YAML (default fast.yaml)")
+    p.add_argument("--requests", type=int, default=10, help="timed sequential requests (default 10)")
+    p.add_argument("--text", default=SENTENCE, help=f"the English text (default {SENTENCE!r})")
+    p.add_argument("--start-timeout-s", type=float, default=600.0, help="wait this long for /healthz")
+    p.add_argument("--name", default="e2e-http", help="results/<name>.md (default e2e-http)")
+    ns = p.parse_args(argv)
+
+    import httpx
+    import yaml
+
+    from backends.audio import decode_wav, rms
+    from benchmarks.common import markdown_table, write_result
+    from benchmarks.load import free_port
+    from benchmarks.reliability import serve_run, wait_healthy
+
+    port = free_port()
+    cfg = yaml.safe_load(ns.config.read_text())
+    cfg["http_options"] = {**(cfg.get("http_options") or {}), "host": "127.0.0.1", "port": port}
+    tmp = Path(tempfile.mkdtemp(prefix="hayaku-e2e-"))
+    config, log = tmp / ns.config.name, tmp / "serve.log"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    base = f"http://127.0.0.1:{port}"
+    print(f"serve run {config} (log {log}) ...", file=sys.stderr, flush=True)
+    proc = serve_run(config, log, hayaku=False)
+    ms: list[float] = []
+    stages: list[dict[str, Any]] = []
+    audio_s = 0.0
+    try:
+        started = time.monotonic()
+        wait_healthy(proc, base, log, ns.start_timeout_s)
+        print(f"healthy after {time.monotonic() - started:.0f} s", file=sys.stderr)
+        with httpx.Client(base_url=base, timeout=120, trust_env=False) as client:
+            graph = client.get("/v1/graph").json()
+            body = {"text": ns.text, "format": "wav"}
+            for i in range(2 + ns.requests):
+                start = time.perf_counter()
+                r = client.post("/v1/speech-translate", json=body)
+                elapsed = (time.perf_counter() - start) * 1000.0
+                if r.status_code != 200:
+                    raise RuntimeError(f"request {i}: HTTP {r.status_code}: {r.text[:300]}")
+                samples, rate = decode_wav(r.content)
+                if not len(samples) or rms(samples) <= 0:
+                    raise RuntimeError(f"request {i}: the WAV is silent")
+                if i >= 2:
+                    ms.append(elapsed)
+                    stages.append(json.loads(r.headers.get("X-Hayaku-Timings", "{}")))
+                    audio_s = len(samples) / rate
+                    print(f"  request {i - 1}/{ns.requests}: {elapsed:.0f} ms", file=sys.stderr)
+    finally:
+        _stop(proc)
+
+    xs = sorted(ms)
+    p50, p95 = statistics.median(xs), xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+    keys = sorted({k for s in stages for k, v in s.items() if isinstance(v, (int, float))})
+    stage_rows = [[k, statistics.median(float(s[k]) for s in stages if k in s)] for k in keys]
+    md = markdown_table(["measure", "ms"], [["p50 end to end (client)", p50], ["p95", p95], *stage_rows])
+    t, s = graph.get("translator", {}), graph.get("speaker", {})
+    notes = (
+        f"Config {ns.config} (served by Ray Serve's `serve run` on a free loopback port); {ns.requests} sequential "
+        f"requests after 2 warm-up ones; text {ns.text!r} -> WAV ({audio_s:.2f} s of speech). Stage rows: "
+        f"medians of the ingress's X-Hayaku-Timings.\n\n"
+        f"GET /v1/graph: translator {t.get('backend')} {t.get('options')} ({t.get('reason')}); "
+        f"speaker {s.get('backend')} voice={s.get('voice')} ({s.get('reason')})."
+    )
+    print(md + "\n\n" + notes)
+    data = {"ms": ms, "stages": stages, "graph": graph, "p50_ms": p50, "p95_ms": p95}
+    path = write_result(ns.name, "End to end over HTTP, warm", md, notes, data=data)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

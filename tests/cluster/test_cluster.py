@@ -1,0 +1,182 @@
+"""The hayaku graph on a local three-node Ray cluster made with Ray's own `ray start`.
+
+    .venv/bin/pytest tests/cluster -m slow        # 5-15 minutes on a busy 2-core machine
+
+scripts/cluster.sh starts a head (HTTP proxy, ingress), a translate_node worker and a
+speak_node worker on loopback. configs/cluster.yaml is deployed with `serve deploy`, its stages
+switched to the synthetic echo and tone backends (deployments and placement kept); Ray's state
+API says where each replica runs; requests go over HTTP; the speaker's node is stopped and the
+translator's node killed under load, each comes back, and meanwhile every request must end as a
+200 or an explicit 503, and the graph must recover on the returned node. Then Serve and every
+node of the cluster stop, and no process of it may be left. ``test_real_models`` deploys
+configs/cluster.yaml as it is (backend auto: the prepared offline models).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+pytest.importorskip("ray.serve", reason="the cluster tests need Ray Serve: pip install 'hayaku[serve]'")
+httpx = pytest.importorskip("httpx", reason="the cluster tests need httpx: pip install 'hayaku[serve]'")
+
+from backends.audio import decode_wav, rms  # noqa: E402
+from backends.errors import HayakuError  # noqa: E402
+from benchmarks.cluster import (  # noqa: E402
+    CONFIG,
+    SERVE_CLI,
+    LocalCluster,
+    free_port,
+    node_loss,
+    placement_problems,
+    synthetic_config,
+    write_config,
+)
+from serve.config import read_yaml  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+#: short, so a request waiting for a lost stage gives up (503) within the test's time
+REQUEST_TIMEOUT_S = 10.0
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """Head + translate + speak nodes; at the end Serve and every node stop, and nothing may be left."""
+    if not SERVE_CLI.exists():
+        pytest.skip("Ray Serve's CLI is not next to the Python running the tests: pip install 'hayaku[serve]'")
+    # a short path: Ray's unix sockets live under it, and a socket path may not exceed 107 bytes
+    tmp = Path(tempfile.mkdtemp(prefix="hkt-", dir="/tmp"))
+    c = LocalCluster(tmp / "c")
+    try:
+        c.up()
+    except Exception:
+        with contextlib.suppress(Exception):
+            c.down()
+        raise
+    try:
+        yield c
+    finally:
+        with contextlib.suppress(Exception):
+            c.serve("shutdown", "-y")
+        sessions = c.node_sessions()
+        c.down()
+        left = {name: c.session_processes(sid) for name, sid in sessions.items() if c.session_processes(sid)}
+        assert not left, f"processes of nodes still running after scripts/cluster.sh down: {left}"
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def port() -> int:
+    """Serve's HTTP port for every deployment on this cluster (http_options are fixed once Serve runs)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def graph(cluster: LocalCluster, port: int, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """configs/cluster.yaml with echo/tone stages, deployed with `serve deploy`; its config and base URL."""
+    cfg = synthetic_config(port, request_timeout_s=REQUEST_TIMEOUT_S)
+    path = write_config(cfg, tmp_path_factory.mktemp("cluster") / "cluster-echo.yaml")
+    cluster.deploy(path)
+    cluster.wait_running(timeout_s=300)
+    return {"config": cfg, "base": f"http://127.0.0.1:{port}"}
+
+
+def _alive_nodes(cluster: LocalCluster) -> list[Any]:
+    return [n for n in cluster.nodes() if n.state == "ALIVE"]
+
+
+def test_placement_follows_the_custom_resources(cluster: LocalCluster, graph: dict[str, Any]) -> None:
+    nodes = _alive_nodes(cluster)
+    assert len(nodes) == 3, [(n.node_id[:8], n.resources_total) for n in nodes]
+    assert sum(1 for n in nodes if n.is_head_node) == 1
+    replicas = cluster.placement()
+    assert placement_problems(replicas, graph["config"]) == []
+    by = {r.deployment: r for r in replicas}
+    assert "translate_node" in by["Translator"].node_resources
+    assert "speak_node" in by["Speaker"].node_resources
+    assert "ingress_node" in by["Ingress"].node_resources
+    assert len({by[d].node_id for d in ("Ingress", "Translator", "Speaker")}) == 3, "each stage on its own node"
+
+
+def test_serves_requests_across_nodes(graph: dict[str, Any]) -> None:
+    base = graph["base"]
+    with httpx.Client(base_url=base, timeout=60, trust_env=False) as client:
+        assert client.get("/healthz").status_code == 200
+        r = client.post("/v1/translate", json={"text": "Hello there. How are you?"})
+        assert r.status_code == 200, r.text
+        assert r.json()["translation"] == "Hello there.How are you?"  # Japanese joins sentences without a space
+        assert r.json()["sentences"] == 2
+        r = client.post("/v1/speech-translate", json={"text": "Good morning."})
+        assert r.status_code == 200, r.text
+        assert unquote(r.headers["x-hayaku-translation"]) == "Good morning."
+        samples, rate = decode_wav(r.content)
+        assert rate == 24000 and len(samples) > 0.5 * rate and rms(samples) > 0.05
+
+
+@pytest.mark.parametrize(("node", "how"), [("speak", "stop"), ("translate", "kill")])
+def test_survives_the_loss_of_a_worker_node(cluster: LocalCluster, graph: dict[str, Any], node: str, how: str) -> None:
+    result = node_loss(
+        cluster,
+        graph["base"],
+        node=node,
+        role=node,
+        how=how,
+        down_s=5,
+        request_timeout_s=REQUEST_TIMEOUT_S,
+        recover_timeout_s=240,
+    )
+    summary = {k: v for k, v in result.items() if k not in ("timeline", "replicas_before", "replicas_after")}
+    assert result["sent_during_loss"] > 0, summary
+    assert result["other"] == 0, f"answers other than 200 or 503 while the node was gone: {summary}"
+    assert result["answered_503"] > 0, f"the loss went unnoticed: {summary}"
+    assert result["recovered"], f"no request succeeded after the node came back: {summary}"
+    before = {r["node_id"] for r in result["replicas_before"]}
+    after = result["replicas_after"]
+    assert after and all(f"{node}_node" in r["node_resources"] for r in after), after
+    assert before.isdisjoint(r["node_id"] for r in after), "the replacement runs on the returned (new) node"
+    # and the whole graph is healthy again, with every stage where the YAML puts it
+    cluster.wait_running(timeout_s=120)
+    assert placement_problems(cluster.placement(), graph["config"]) == []
+    with httpx.Client(base_url=graph["base"], timeout=60, trust_env=False) as client:
+        assert client.post("/v1/translate", json={"text": "Back again."}).status_code == 200
+
+
+def test_real_models(cluster: LocalCluster, port: int, tmp_path: Path) -> None:
+    """configs/cluster.yaml as it is (backend auto) on the same cluster, with the prepared offline models."""
+    from serve.auto import resolve_graph
+    from serve.config import load_app_args
+
+    try:
+        info = resolve_graph(load_app_args(CONFIG)[0].args).to_dict()
+    except HayakuError as exc:
+        pytest.skip(f"configs/cluster.yaml's auto stages find no real model here ({exc}); run: hayaku models prepare")
+    cfg = read_yaml(CONFIG)
+    cfg["http_options"] = {**cfg["http_options"], "port": port}
+    path = write_config(cfg, tmp_path / "cluster.yaml")
+    cluster.deploy(path)
+    # the translator loads a 1.5B model on a 2-core machine shared with the rest of the cluster
+    cluster.wait_running(timeout_s=900)
+    assert placement_problems(cluster.placement(), cfg) == []
+    deadline = time.monotonic() + 300
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300, trust_env=False) as client:
+        while True:
+            r = client.post("/v1/speech-translate", json={"text": "Hello, how are you today?", "response": "json"})
+            if r.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(5)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in body["translation"]), body
+    samples, _ = decode_wav(base64.b64decode(body["audio_base64"]))
+    assert rms(samples) > 0.001
+    assert body["translator"]["backend"] == info["translator"]["backend"]
