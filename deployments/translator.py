@@ -18,8 +18,8 @@ from ray import serve
 
 from backends import registry
 from backends.base import Translator as TranslatorBackend
-from backends.errors import HayakuError
-from backends.fallback import FallbackTranslator
+from backends.errors import BadOutput, HayakuError
+from backends.fallback import FallbackTranslator, garbage_translations
 from deployments.common import BackendHolder, build_stage_backend
 from serve.config import BatchConfig, merge_update
 from serve.http import install_log_redaction
@@ -133,7 +133,9 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
                         out[i] = exc
                     continue
                 for i, r in zip(idx, results, strict=True):
-                    out[i] = r.to_dict()
+                    # A chain already refused garbage; a single backend's empty answer is a 503, not a 200.
+                    why = garbage_translations([r])
+                    out[i] = BadOutput(f"{r.backend} returned {why}") if why else r.to_dict()
         return [r for r in out if r is not None]
 
 
