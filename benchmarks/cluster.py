@@ -319,10 +319,16 @@ def synthetic_config(
     if request_timeout_s is not None:
         args.setdefault("limits", {})["request_timeout_s"] = request_timeout_s
     if translator_replicas is not None:
-        dep = next(d for d in app.get("deployments") or [] if d.get("name") == "Translator")
+        dep = translator_deployment(cfg)
         dep.pop("autoscaling_config", None)
         dep["num_replicas"] = translator_replicas
     return cfg
+
+
+def translator_deployment(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The Translator's entry in the hayaku application's ``deployments`` list (edited in place)."""
+    app = next(a for a in cfg["applications"] if a.get("import_path") == IMPORT_PATH)
+    return next(d for d in app.get("deployments") or [] if d.get("name") == "Translator")
 
 
 def write_config(cfg: Mapping[str, Any], path: Path) -> Path:
@@ -525,12 +531,12 @@ def scaling(
     """Throughput at concurrency 16 with 1 vs 2 Translator replicas (interleaved), and what each replica did."""
     base = f"http://127.0.0.1:{port}"
     payloads = [{"text": s} for s in SENTENCES]
-    configs = {
-        n: write_config(
-            synthetic_config(port, work_ms=work_ms, batch=1, translator_replicas=n), tmp / f"replicas{n}.yaml"
-        )
-        for n in (1, 2)
-    }
+    configs = {}
+    for n in (1, 2):
+        cfg = synthetic_config(port, work_ms=work_ms, batch=1, translator_replicas=n)
+        # Serve's own spreading knob: the two replicas run on the two translate nodes, not side by side
+        translator_deployment(cfg)["max_replicas_per_node"] = 1
+        configs[n] = write_config(cfg, tmp / f"replicas{n}.yaml")
     runs: list[dict[str, Any]] = []
     for r in range(rounds):
         for n in (1, 2) if r % 2 == 0 else (2, 1):
@@ -587,7 +593,7 @@ def scaling(
 def autoscaling(cluster: LocalCluster, tmp: Path, port: int, *, work_ms: float, seconds: float) -> dict[str, Any]:
     """The YAML's own autoscaling_config under concurrency-16 load: replica count over time."""
     cfg = synthetic_config(port, work_ms=work_ms, batch=1)
-    auto = next(d for d in cfg["applications"][0]["deployments"] if d["name"] == "Translator")["autoscaling_config"]
+    auto = translator_deployment(cfg)["autoscaling_config"]
     cluster.deploy(write_config(cfg, tmp / "autoscaling.yaml"))
     cluster.wait_running(replicas={"Translator": int(auto.get("min_replicas", 1))})
     base = f"http://127.0.0.1:{port}"
@@ -684,7 +690,7 @@ def report(data: dict[str, Any], argv: Sequence[str]) -> Path:
     sc = data.get("scaling")
     if sc:
         parts.append(
-            "### Scaling: 1 vs 2 translator replicas on two translate nodes\n\n"
+            "### Scaling: 1 vs 2 translator replicas on two translate nodes (`max_replicas_per_node: 1`)\n\n"
             + markdown_table(
                 [
                     "translator replicas",
