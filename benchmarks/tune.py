@@ -4,7 +4,7 @@
     hayaku tune --model ./my-marian   # also a local seq2seq model (transformers / ctranslate2)
     hayaku tune --dry-run             # list the candidates and configs, measure nothing
 
-Two passes over the corpus (``benchmarks/corpus``, ``--limit`` sentences, 32 by default):
+Two passes over the corpus (``benchmarks/corpus``, ``--limit`` sentences, 24 by default):
 
 1. Quality: each setting alone (one model in memory at a time) translates every sentence.
    For each translator model its float32 setting is the quality reference: every other
@@ -674,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="hayaku tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--budget-s", type=float, default=1200.0, help="time budget for the whole sweep (default 1200)")
-    p.add_argument("--limit", type=int, default=32, help="corpus sentences per setting (default 32; 0: all)")
+    p.add_argument("--limit", type=int, default=24, help="corpus sentences per setting (default 24; 0: all)")
     p.add_argument("--model", action="append", default=[], help="also tune a local seq2seq model folder (repeatable)")
     p.add_argument("--max-tokens", type=int, help="cap the output length of the --model settings (default: theirs)")
     p.add_argument("--no-bundled", action="store_true", help=f"skip the bundled {BUNDLED_LLM} (llm backend)")
@@ -741,20 +741,26 @@ def main(argv: list[str] | None = None) -> int:
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     md = table(t_rows, s_rows, combine(t_rows, s_rows), c_rows)
     print(md)
-    if failure:
-        print(f"hayaku tune: no profile written: {failure}", file=sys.stderr)
-        return 130 if failure == "interrupted" else 1
-    profile, message = build_profile(t_rows, s_rows, hw, created, c_rows)
+    wall = time.monotonic() - say.start
+    profile, message = (None, failure) if failure else build_profile(t_rows, s_rows, hw, created, c_rows)
+    summary = f"{len(pairs)} corpus sentences, {wall:.0f} s, budget {ns.budget_s:.0f} s"
     if profile is None:
         print(f"hayaku tune: no profile written: {message}", file=sys.stderr)
-        return 1
-    wall = time.monotonic() - say.start
-    header = (
-        f"Tuned by `hayaku tune` on {created} ({len(pairs)} corpus sentences, {wall:.0f} s).\nWinner: {message}\n\n{md}"
-    )
+        _record(md, f"No profile written ({summary}): {message}.", t_rows, s_rows, c_rows)
+        return 130 if failure == "interrupted" else 1
+    header = f"Tuned by `hayaku tune` on {created} ({summary}).\nWinner: {message}\n\n{md}"
     path = auto.write_profile(hw["key"], profile, header=_comment(header))
+    _record(md, f"Winner ({summary}), written to the profile `auto` reads: {message}.", t_rows, s_rows, c_rows)
     print(f"winner: {message}\nwrote {path} in {wall:.0f} s", file=sys.stderr)
     return 0
+
+
+def _record(md: str, verdict: str, *rows: list[dict[str, Any]]) -> None:
+    """results/tune.md: the last run's table on this machine, so the README can link what the tuner saw."""
+    from benchmarks.common import write_result
+
+    data = [[_public(r) for r in group] for group in rows]
+    write_result("tune", "hayaku tune on this machine", md, verdict, data=data)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from benchmarks import tune
+from benchmarks import common, tune
 from serve import auto, hardware
 
 CREATED = "2025-06-01T12:00:00Z"
@@ -18,6 +18,7 @@ CREATED = "2025-06-01T12:00:00Z"
 @pytest.fixture()
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HAYAKU_HOME", str(tmp_path))
+    monkeypatch.setattr(common, "RESULTS", tmp_path / "results")
     return tmp_path
 
 
@@ -234,6 +235,8 @@ def test_tiny_end_to_end_sweep(
     assert not cfgs["broken.yaml"]["ok"] and "nosuch" in cfgs["broken.yaml"]["reason"]
     assert "test backends" in cfgs["test.yaml"]["reason"]
     assert data["translator"]["reason"].startswith(f"tuned on {data['created'][:10]}: ")
+    record = (home / "results" / "tune.md").read_text()
+    assert "| translator |" in record and "Winner (3 corpus sentences" in record
     graph = auto.resolve_graph({}, hardware.probe(with_runtimes=False))
     assert graph.translator.source == "profile" and data["translator"]["reason"] in graph.translator.reason
 
@@ -243,4 +246,5 @@ def test_exhausted_budget_writes_no_profile(home: Path, tiny_marian: Path, capsy
             "--no-configs"]  # fmt: skip
     assert tune.main(argv) == 1
     assert "no profile written" in capsys.readouterr().err
+    assert "No profile written" in (home / "results" / "tune.md").read_text()
     assert not auto.profile_path(hardware.probe(with_runtimes=False)["key"]).exists()
