@@ -113,6 +113,44 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(out)
 
 
+def rss_mb() -> float:
+    """This process's resident memory in MiB (nan without psutil)."""
+    try:
+        import psutil
+
+        return float(psutil.Process().memory_info().rss) / 2**20
+    except ImportError:
+        return float("nan")
+
+
+def bar_chart(name: str, labels: Sequence[str], series: dict[str, Sequence[float]], ylabel: str,
+              log: bool = False) -> Path:  # fmt: skip
+    """results/<name>.png: grouped horizontal bars, one group per label, one bar per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    n, k = len(labels), max(1, len(series))
+    height = 0.8 / k
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.28 * n * k))
+    for i, (what, values) in enumerate(series.items()):
+        ax.barh([j + (i - (k - 1) / 2) * height for j in range(n)], values, height=height, label=what)
+    ax.set_yticks(range(n), list(labels), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(ylabel)
+    if log:
+        ax.set_xscale("log")
+    if k > 1:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = RESULTS / f"{name}.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
 def write_result(name: str, title: str, table: str, notes: str = "", data: Any = None) -> Path:
     """Writes results/<name>.md (and .json with the raw figures)."""
     RESULTS.mkdir(parents=True, exist_ok=True)

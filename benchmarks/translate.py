@@ -24,7 +24,7 @@ from typing import Any
 
 from backends.errors import HayakuError
 from backends.registry import create_translator, translator_class
-from benchmarks.common import interleave, markdown_table, write_result
+from benchmarks.common import bar_chart, interleave, markdown_table, rss_mb, write_result
 
 SENTENCE = "Hello, how are you today?"
 
@@ -121,15 +121,6 @@ def llm_settings() -> list[Setting]:
         ),
         Setting("llm ctranslate2 int8", "llm", {"runtime": "ctranslate2", "compute_type": "int8"}),
     ]
-
-
-def rss_mb() -> float:
-    try:
-        import psutil
-
-        return float(psutil.Process().memory_info().rss) / 2**20
-    except ImportError:
-        return float("nan")
 
 
 def run(settings: list[Setting], model: str | None, rounds: int, texts: list[str]) -> list[dict[str, Any]]:
@@ -236,14 +227,16 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown_table(headers, table_rows)
     print(table)
     forced = f", forced to {ns.tokens} output tokens" if source == "random" else ""
+    name = ns.name or f"translate-{source}"
     notes = (
         f"Model: {model}{forced}. Input: {SENTENCE!r}. {ns.rounds} interleaved rounds after one warm-up; "
-        f"threads: {os.cpu_count()} cores."
+        f"threads: {os.cpu_count()} cores. Chart: {name}.png."
     )
-    path = write_result(
-        ns.name or f"translate-{source}", "Translation backends, one interleaved run", table, notes, data=rows
-    )
-    print(f"wrote {path}", file=sys.stderr)
+    path = write_result(name, "Translation backends, one interleaved run", table, notes, data=rows)
+    done = [r for r in rows if "median_ms" in r]
+    png = bar_chart(name, [r["setting"] for r in done], {"median ms": [r["median_ms"] for r in done]},
+                    "median ms per translation (log scale)", log=True)  # fmt: skip
+    print(f"wrote {path} and {png}", file=sys.stderr)
     return 0
 
 
