@@ -34,12 +34,18 @@ def serve_port() -> Iterator[int]:
 NO_CPU = {name: {"ray_actor_options": {"num_cpus": 0}} for name in ("Ingress", "Translator", "Speaker")}
 
 
-def deploy(args: dict[str, Any], name: str, route_prefix: str) -> None:
-    """serve.run of the hayaku graph built from ``args``; no CPU reservations, so several apps fit 2 cores."""
+def deploy(
+    args: dict[str, Any], name: str, route_prefix: str, deployments: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """serve.run of the hayaku graph built from ``args``; no CPU reservations, so several apps fit 2 cores.
+
+    ``deployments``: extra ``.options()`` per deployment name, merged over those.
+    """
     from serve.app import graph_app
     from serve.auto import resolve_graph
 
-    over = {"Ingress": NO_CPU["Ingress"]} if args.get("colocate") else NO_CPU
+    base = {"Ingress": NO_CPU["Ingress"]} if args.get("colocate") else NO_CPU
+    over = {n: {**base.get(n, {}), **(deployments or {}).get(n, {})} for n in {*base, *(deployments or {})}}
     serve.run(graph_app(resolve_graph(args), over), name=name, route_prefix=route_prefix)
 
 

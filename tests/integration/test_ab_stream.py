@@ -62,7 +62,8 @@ def ab_url(serve_port: int, deploy_graph: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def slow_url(serve_port: int, deploy_graph: Any) -> Any:
-    deploy_graph(SLOW, "slow", "/slow")
+    # One speech at a time, so sentence i is done at (i + 1) x 300 ms whatever the number of cores.
+    deploy_graph(SLOW, "slow", "/slow", {"Speaker": {"max_ongoing_requests": 1}})
     yield f"http://127.0.0.1:{serve_port}/slow"
     serve.delete("slow")
 
