@@ -3,6 +3,8 @@
     hayaku tune                       # bundled Qwen through llm, every available speaker, configs/
     hayaku tune --model ./my-marian   # also a local seq2seq model (transformers / ctranslate2)
     hayaku tune --dry-run             # list the candidates and configs, measure nothing
+    hayaku tune --sweep sweep.yaml    # also these settings: translators: [{backend, model, options,
+                                      # reference}], speakers: [{backend, voice, options}]
 
 Two passes over the corpus (``benchmarks/corpus``, ``--limit`` sentences, 24 by default):
 
@@ -144,6 +146,60 @@ def speaker_candidates(names: Sequence[str] | None = None) -> list[Candidate]:
         if not cls.synthetic and cls.unavailable_reason(None) is None:
             out.append(Candidate("speaker", n))
     return out
+
+
+class SweepFileError(ValueError):
+    """A sweep file that cannot be read as one (its entries' backends and options are checked when measured)."""
+
+
+SWEEP_KEYS = {
+    "translators": {"backend", "model", "options", "reference"},
+    "speakers": {"backend", "model", "options", "voice"},
+}
+
+
+def sweep_candidates(path: Path) -> list[Candidate]:
+    """The settings a sweep file lists, float32 references first (the others of a model are judged by them).
+
+    ``translators: [{backend, model?, options?, reference?}]``, ``speakers: [{backend, voice?,
+    model?, options?}]``. The file's shape is checked here; an unknown backend or option is not: it
+    becomes that setting's failed row, and the sweep goes on.
+    """
+    import yaml
+
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SweepFileError(f"{where}: cannot read it as YAML: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise SweepFileError(f"{where}: expected a mapping with translators: and/or speakers: lists")
+    unknown = sorted(set(map(str, data)) - set(SWEEP_KEYS))
+    if unknown:
+        raise SweepFileError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(SWEEP_KEYS)}")
+    out: list[Candidate] = []
+    for key, allowed in SWEEP_KEYS.items():
+        entries = data.get(key) or []
+        if not isinstance(entries, list):
+            raise SweepFileError(f"{where}.{key}: expected a list of settings")
+        role = key[:-1]
+        for i, e in enumerate(entries):
+            at = f"{where}.{key}[{i}]"
+            if not isinstance(e, dict) or not isinstance(e.get("backend"), str):
+                raise SweepFileError(f"{at}: expected a mapping with a backend: name")
+            extra = sorted(set(map(str, e)) - allowed)
+            if extra:
+                raise SweepFileError(f"{at}: unknown key(s) {', '.join(extra)}; valid: {', '.join(sorted(allowed))}")
+            if not isinstance(e.get("options") or {}, dict):
+                raise SweepFileError(f"{at}.options: expected a mapping of option: value")
+            for name in ("model", "voice"):
+                if e.get(name) is not None and not isinstance(e[name], str):
+                    raise SweepFileError(f"{at}.{name}: expected a string")
+            out.append(
+                Candidate(role, e["backend"], dict(e.get("options") or {}), e.get("model"), e.get("voice"),
+                          reference=role == "translator" and e.get("reference") is True)
+            )  # fmt: skip
+    return sorted(out, key=lambda c: not c.reference)
 
 
 def config_candidates(
@@ -677,6 +733,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=24, help="corpus sentences per setting (default 24; 0: all)")
     p.add_argument("--model", action="append", default=[], help="also tune a local seq2seq model folder (repeatable)")
     p.add_argument("--max-tokens", type=int, help="cap the output length of the --model settings (default: theirs)")
+    p.add_argument("--sweep", type=Path, action="append", default=[],
+                   help="also the settings a sweep file lists (YAML: translators:, speakers:; repeatable)")  # fmt: skip
     p.add_argument("--no-bundled", action="store_true", help=f"skip the bundled {BUNDLED_LLM} (llm backend)")
     p.add_argument("--heavy", action="store_true", help="also the slow torch settings of the llm (float32, bfloat16)")
     p.add_argument("--speaker", action="append", help="speakers to measure (default: every available one)")
@@ -691,9 +749,15 @@ def main(argv: list[str] | None = None) -> int:
 
     hw = hardware.probe(with_runtimes=False)
     paths = [] if ns.no_configs else sorted(ns.configs.glob("*.yaml"))
+    try:
+        swept = [c for f in ns.sweep for c in sweep_candidates(f)]
+    except SweepFileError as exc:
+        print(f"hayaku tune: {exc}", file=sys.stderr)
+        return 2
     c_rows, c_ts, c_ss = config_candidates(paths, hw)
-    t_cands = merge(translator_candidates(ns.model, not ns.no_bundled, ns.heavy, ns.max_tokens), c_ts)
-    s_cands = merge(speaker_candidates(ns.speaker), c_ss)
+    t_cands = translator_candidates(ns.model, not ns.no_bundled, ns.heavy, ns.max_tokens)
+    t_cands = merge(merge(t_cands, [c for c in swept if c.role == "translator"]), c_ts)
+    s_cands = merge(merge(speaker_candidates(ns.speaker), [c for c in swept if c.role == "speaker"]), c_ss)
     unique_labels(t_cands)
     name_configs(c_rows, [*t_cands, *s_cands])
     if ns.dry_run or not t_cands or not s_cands:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,55 @@ def test_exhausted_budget_writes_no_profile(home: Path, tiny_marian: Path, capsy
     assert "no profile written" in capsys.readouterr().err
     assert "No profile written" in (home / "results" / "tune.md").read_text()
     assert not auto.profile_path(hardware.probe(with_runtimes=False)["key"]).exists()
+
+
+def test_sweep_file_settings_are_measured_and_bad_ones_are_failed_rows(
+    home: Path, tiny_marian: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    m = str(tiny_marian)
+    sweep.write_text(yaml.safe_dump({
+        "translators": [
+            {"backend": "ctranslate2", "model": m, "options": {"compute_type": "int8", "max_decoding_length": 8}},
+            {"backend": "nosuch", "model": m},
+            {"backend": "transformers", "model": m, "options": {"dtype": "float32", "warp_speed": 9}},
+            {"backend": "transformers", "model": m, "options": {"dtype": "float32", "max_new_tokens": 8},
+             "reference": True},
+        ],
+        "speakers": [{"backend": "tone"}],
+    }))  # fmt: skip
+    code = tune.main(["--no-bundled", "--no-configs", "--sweep", str(sweep), "--speaker", "tone", "--limit", "2"])
+    assert code == 1  # tone is synthetic, never a pick: the rows are recorded, no profile is written
+    assert not auto.profile_path(hardware.probe(with_runtimes=False)["key"]).exists()
+    translators, speakers, _ = json.loads((home / "results" / "tune.json").read_text())
+    by = {r["label"]: r for r in translators}
+    ref = "transformers dtype=float32 max_new_tokens=8"
+    assert next(iter(by)) == ref, "the reference is measured first"
+    assert by[ref]["ok"] and by[ref]["accepted"]
+    assert by["ctranslate2 compute_type=int8 max_decoding_length=8"]["ok"]
+    assert not by["nosuch"]["ok"] and "nosuch" in by["nosuch"]["reason"]
+    bad = by["transformers dtype=float32 warp_speed=9"]
+    assert not bad["ok"] and "warp_speed" in bad["reason"]
+    assert [s["label"] for s in speakers] == ["tone"] and speakers[0]["ok"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("- just a list\n", "expected a mapping"),
+        ("translators: []\nvoices: []\n", "unknown key(s) voices"),
+        ("translators: {backend: llm}\n", "expected a list"),
+        ("translators:\n  - {model: x}\n", "translators[0]: expected a mapping with a backend"),
+        ("speakers:\n  - {backend: tone, speed: 2}\n", "speakers[0]: unknown key(s) speed"),
+        ("speakers:\n  - {backend: tone, options: [1]}\n", "speakers[0].options: expected a mapping"),
+        ("translators: [\n", "cannot read it as YAML"),
+    ],
+)
+def test_malformed_sweep_file_is_a_clear_error(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(content)
+    assert tune.main(["--no-bundled", "--sweep", str(sweep), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(sweep) in err and message in err
