@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from backends.errors import BackendUnavailable, BadOutput, InvalidRequest
 from backends.languages import normalize_lang
+from backends.text import check_text
 from backends.types import SpeechResult, TranslationResult
 
 DEFAULT_MAX_CHARS = 5000
@@ -179,12 +180,7 @@ class Translator(Backend):
         if not texts:
             raise InvalidRequest("no texts to translate")
         for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise InvalidRequest(f"text {i} is empty or whitespace only ({t!r}); send some text", status=400)
-            if len(t) > self.max_chars:
-                raise InvalidRequest(
-                    f"text {i} has {len(t)} characters; the limit is max_chars={self.max_chars}", status=413
-                )
+            check_text(t, self.max_chars, f"text {i}")
         src, tgt = normalize_lang(source_lang), normalize_lang(target_lang)
         langs = self.supported_languages()
         if langs is not None:
@@ -263,12 +259,7 @@ class Speaker(Backend):
 
     def synthesize(self, text: str, lang: str = "ja", voice: str | None = None, speed: float = 1.0) -> SpeechResult:
         """Speaks ``text``; returns PCM with its sample rate, duration and timings."""
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidRequest(f"text to speak is empty or whitespace only ({text!r})", status=400)
-        if len(text) > self.max_chars:
-            raise InvalidRequest(
-                f"text has {len(text)} characters; the limit is max_chars={self.max_chars}", status=413
-            )
+        check_text(text, self.max_chars, "text to speak")
         lang = normalize_lang(lang)
         if self.languages and lang not in self.languages:
             raise InvalidRequest(f"{self.name} does not speak {lang!r}; it speaks: {', '.join(self.languages)}")

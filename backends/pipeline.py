@@ -11,8 +11,7 @@ import numpy as np
 
 from backends import audio
 from backends.base import Speaker, Translator
-from backends.errors import InvalidRequest
-from backends.text import split_sentences
+from backends.text import check_text, split_sentences
 from backends.types import SpeechResult, TranslationResult
 
 
@@ -82,13 +81,7 @@ class SpeechTranslator:
         self.speaker.load()
 
     def sentences(self, text: str) -> list[str]:
-        if not isinstance(text, str) or not text.strip():
-            raise InvalidRequest(f"text is empty or whitespace only ({text!r}); send some text", status=400)
-        if len(text) > self.translator.max_chars:
-            raise InvalidRequest(
-                f"text has {len(text)} characters; the limit is max_chars={self.translator.max_chars}", status=413
-            )
-        return split_sentences(text, self.source_lang)
+        return split_sentences(check_text(text, self.translator.max_chars), self.source_lang)
 
     def stream(self, text: str, voice: str | None = None, speed: float = 1.0) -> Iterator[SpeechResult]:
         """Yields each sentence's speech as soon as it is ready, in order."""

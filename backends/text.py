@@ -48,6 +48,20 @@ _EN_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-
 _JA_BOUNDARY = re.compile(r"([。！？!?…]+[」』）)】]*)")
 
 
+def check_text(text: object, max_chars: int, what: str = "text") -> str:
+    """``text`` when it is a non-empty string of at most ``max_chars``, else InvalidRequest.
+
+    Length is checked first: a megabyte of whitespace is a 413, not a 400, and the text is never
+    quoted back at length in the message.
+    """
+    if isinstance(text, str) and len(text) > max_chars:
+        raise InvalidRequest(f"{what} has {len(text)} characters; the limit is max_chars={max_chars}", status=413)
+    if not isinstance(text, str) or not text.strip():
+        shown = repr(text) if len(repr(text)) <= 40 else f"{repr(text)[:37]}..."
+        raise InvalidRequest(f"{what} is empty or whitespace only ({shown}); send some text", status=400)
+    return text
+
+
 def split_sentences(text: str, lang: str = "en", max_len: int = 400) -> list[str]:
     """Splits ``text`` into sentences; pieces longer than ``max_len`` are cut at spaces/commas."""
     text = text.strip()

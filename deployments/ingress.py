@@ -32,7 +32,7 @@ from backends import audio
 from backends.errors import BackendTimeout, HayakuError, InvalidRequest
 from backends.languages import normalize_lang
 from backends.pipeline import join_translation
-from backends.text import split_sentences
+from backends.text import check_text, split_sentences
 from backends.types import SpeechResult
 from deployments.speaker import SpeakerReplica
 from deployments.translator import TranslatorReplica
@@ -365,13 +365,7 @@ class Ingress:
         return normalize_lang(source_lang or self.source_lang), normalize_lang(target_lang or self.target_lang)
 
     def _sentences(self, text: str, lang: str) -> list[str]:
-        if not text.strip():
-            raise InvalidRequest(f"text is empty or whitespace only ({text!r}); send some text", status=400)
-        if len(text) > self.max_chars:
-            raise InvalidRequest(
-                f"text has {len(text)} characters; the limit is max_chars={self.max_chars}", status=413
-            )
-        return split_sentences(text, lang)
+        return split_sentences(check_text(text, self.max_chars), lang)
 
     async def _speech(self, parts: list[Awaitable[Any]]) -> tuple[list[SpeechResult], float]:
         results = [r for r in await _results(parts) if r is not None]

@@ -343,3 +343,18 @@ def test_yaml_files_fail_with_their_path(depth: str, tmp_path: Path) -> None:
         assert apps and all(isinstance(a.args, GraphArgs) for a in apps)
 
     check("config.yaml.file", _yaml_text(), prop, budget(80, depth))
+
+
+def test_a_megabyte_of_whitespace_is_too_long_before_it_is_empty() -> None:
+    # found by the long run: 1 MB of "\r" was a 400 quoting the whole text back
+    from backends.text import check_text
+
+    with pytest.raises(InvalidRequest) as exc:
+        check_text("\r" * 1_000_001, 100_000)
+    assert exc.value.status == 413 and len(str(exc.value)) < 200
+    with pytest.raises(InvalidRequest) as exc:
+        check_text(" \n" * 40_000, 100_000)
+    assert exc.value.status == 400 and len(str(exc.value)) < 200
+    with pytest.raises(InvalidRequest) as exc:
+        _pipeline(max_chars=100_000).run("\r" * 1_000_001)
+    assert exc.value.status == 413
