@@ -57,7 +57,8 @@ def check_text(text: object, max_chars: int, what: str = "text") -> str:
     if isinstance(text, str) and len(text) > max_chars:
         raise InvalidRequest(f"{what} has {len(text)} characters; the limit is max_chars={max_chars}", status=413)
     if not isinstance(text, str) or not text.strip():
-        shown = repr(text) if len(repr(text)) <= 40 else f"{repr(text)[:37]}..."
+        shown = repr(text)
+        shown = shown if len(shown) <= 40 else f"{shown[:37]}..."
         raise InvalidRequest(f"{what} is empty or whitespace only ({shown}); send some text", status=400)
     return text
 
