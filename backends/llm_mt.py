@@ -12,10 +12,12 @@ Quality: a few example translations are shown before the text (free once the pre
 cached), and for Japanese targets tokens of Han characters that Japanese does not use
 (simplified-Chinese forms such as 过 or 场) are never generated.
 
-Two runtimes share the prompt and the cleaning: ``ctranslate2`` (``ctranslate2.Generator``
-on a converted folder, cached) and ``transformers`` (``AutoModelForCausalLM``). The default
-model is the bundled offline Qwen2.5-Coder-1.5B-Instruct; any local folder or hub id of a
-causal LM with a chat template works too.
+Three runtimes share the prompt and the cleaning: ``llama.cpp`` (the GGUF file itself, in
+llama.cpp's server engine: parallel slots, a per-slot prompt cache; see ``backends.llamacpp_rt``),
+``ctranslate2`` (``ctranslate2.Generator`` on a converted folder, cached) and ``transformers``
+(``AutoModelForCausalLM``). The default model is the bundled offline Qwen2.5-Coder-1.5B-Instruct;
+any local folder or hub id of a causal LM with a chat template works too (a ``.gguf`` file for
+llama.cpp).
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from __future__ import annotations
 import functools
 import re
 import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from backends import bundled, store
-from backends.base import BackendOptions, Translator
-from backends.errors import BackendUnavailable
+from backends.base import BackendOptions, Translator, missing_modules
+from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import language_name
 
 DEFAULT_MODEL = bundled.QWEN_NAME
@@ -76,10 +80,25 @@ TOKENIZER_FILES = (
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
 
 
+#: import names each runtime needs (the bundled model's transformers/CTranslate2 folders are
+#: built from its GGUF file, which needs gguf and torch too: ``bundled.qwen_unavailable``)
+RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
+    "llama.cpp": ("xllamacpp",),
+    "ctranslate2": ("ctranslate2", "transformers"),
+    "transformers": ("transformers", "torch"),
+}
+#: tokens the chat template adds around the user's text beyond the fixed prefix, with a margin for
+#: BPE merging differently across the boundary
+TEMPLATE_SLACK = 8
+
+
 class LLMOptions(BackendOptions):
-    runtime: Literal["ctranslate2", "transformers"] = Field(
-        "ctranslate2",
-        description="Inference runtime: ctranslate2 (Generator on a converted, cached folder) or transformers.",
+    runtime: Literal["llama.cpp", "ctranslate2", "transformers"] = Field(
+        "llama.cpp",
+        description=(
+            "Inference runtime: llama.cpp (the GGUF file directly: parallel slots, prompt cache), ctranslate2"
+            " (Generator on a converted, cached folder) or transformers."
+        ),
     )
     compute_type: Literal[
         "default",
@@ -112,6 +131,21 @@ class LLMOptions(BackendOptions):
         ),
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads for the runtime (0: the runtime's default).")
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "Sequences decoded together (llama.cpp slots, runtime llama.cpp only): concurrent requests share each"
+            " step's weight reads instead of queueing."
+        ),
+    )
+    context: int = Field(
+        2048,
+        ge=256,
+        le=131072,
+        description="Context tokens per slot (runtime llama.cpp only): prompt, examples, text and translation.",
+    )
     prompt_cache: bool = Field(
         True,
         description=(
@@ -148,18 +182,23 @@ class LLMOptions(BackendOptions):
         description="Replaces the default system prompt; {source} and {target} become language names.",
     )
 
+    @model_validator(mode="after")
+    def _runtime_supports(self) -> LLMOptions:
+        if self.runtime == "llama.cpp" and self.no_repeat_ngram_size:
+            raise ValueError("no_repeat_ngram_size is not available with runtime llama.cpp; use repetition_penalty")
+        return self
+
 
 class LLMTranslator(Translator):
     """Translation by prompting a chat model; greedy, stops at the end of its turn."""
 
     name = "llm"
     Options = LLMOptions
-    # torch: the transformers runtime, and building the bundled model from GGUF
-    requires = ("transformers", "ctranslate2", "torch")
     extra = "llm"
 
     def __init__(self, model: str | None = None, options: Any = None, **kw: Any) -> None:
         super().__init__(model or DEFAULT_MODEL, options, **kw)
+        self.concurrent = self.options.model_dump()["runtime"] == "llama.cpp"
         self._tokenizer: Any = None
         self._runtime: Any = None
         self._end_ids: list[int] = []
@@ -169,12 +208,33 @@ class LLMTranslator(Translator):
         # the suppressed ids as CTranslate2 token sequences, converted once (about 13k for Qwen)
         self._suppress_seqs: tuple[list[int], list[list[str]]] | None = None
         self._prefixes: dict[tuple[str, str], list[int]] = {}
+        self._bias: list[list[Any]] | None = None
+        self._overhead: dict[tuple[str, str], int] = {}
         # tokenizers and torch generate are not safe to drive from several threads at once
         self._lock = threading.Lock()
 
     @classmethod
-    def model_unavailable_reason(cls, model: str | None) -> str | None:
-        return store.unavailable_reason(model or DEFAULT_MODEL)
+    def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
+        """Why the chosen runtime (default llama.cpp) or the model cannot run here, or None."""
+        try:
+            runtime = LLMOptions.model_validate(options or {}).runtime
+        except Exception:  # bad options are reported by the constructor, with the value
+            runtime = LLMOptions.model_fields["runtime"].default
+        missing = missing_modules(*RUNTIME_MODULES[runtime])
+        if missing:
+            return f"llm runtime {runtime} needs {', '.join(missing)}: pip install 'hayaku[llm]'"
+        spec = model or DEFAULT_MODEL
+        if bundled.is_bundled_qwen(spec):
+            return bundled.qwen_unavailable(gguf_only=runtime == "llama.cpp")
+        if runtime == "llama.cpp":
+            path = store.existing_path(spec)
+            if path is None or find_gguf(path) is None:
+                return (
+                    f"model {spec!r} is not a .gguf file or a folder with one: runtime llama.cpp reads GGUF files"
+                    f" (use the bundled {DEFAULT_MODEL!r}, a path to a .gguf file, or runtime ctranslate2)"
+                )
+            return None
+        return store.unavailable_reason(spec)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -182,11 +242,37 @@ class LLMTranslator(Translator):
         opts = self.options
         assert isinstance(opts, LLMOptions)
         spec = self.model or DEFAULT_MODEL
+        if opts.runtime == "llama.cpp":
+            self._load_llamacpp(spec, opts)
+            return
         if opts.runtime == "ctranslate2":
             self._load_ct2(spec, opts)
         else:
             self._load_transformers(spec, opts)
         self._end_ids = end_of_turn_ids(self._tokenizer, self._model_path)
+
+    def _load_llamacpp(self, spec: str, opts: LLMOptions) -> None:
+        from backends.llamacpp_rt import LlamaCppEngine, gpu_visible
+
+        if bundled.is_bundled_qwen(spec):
+            path = bundled.qwen_gguf()
+        else:
+            found = find_gguf(store.existing_path(spec) or Path(spec))
+            if found is None:
+                raise BackendUnavailable(str(self.unavailable_reason(spec, opts)))
+            path = found
+        device = opts.device
+        if device == "auto":
+            device = "cuda" if gpu_visible() else "cpu"
+        elif device == "cuda" and not gpu_visible():
+            raise BackendUnavailable(
+                "device 'cuda' was asked for but llama.cpp sees no GPU (a CPU build of xllamacpp?)"
+            )
+        engine = LlamaCppEngine(path, opts.threads, opts.parallel, opts.context, device)
+        engine.load()
+        self._runtime = engine
+        self._device = device
+        self._model_path = path
 
     def _hf_folder(self, spec: str) -> Path:
         if bundled.is_bundled_qwen(spec):
@@ -256,9 +342,13 @@ class LLMTranslator(Translator):
 
     def close(self) -> None:
         """Drops the model and tokenizer; ``load()`` brings them back."""
+        if hasattr(self._runtime, "close"):
+            self._runtime.close()
         self._runtime = None
         self._tokenizer = None
         self._suppressed = None
+        self._bias = None
+        self._overhead = {}
         self._suppress_seqs = None
         self._prefixes = {}
         super().close()
@@ -310,21 +400,31 @@ class LLMTranslator(Translator):
     def suppressed_ids(self) -> list[int]:
         """Vocabulary ids of tokens with Han characters that Japanese does not use (built once)."""
         if self._suppressed is None:
-            self._suppressed = non_japanese_han_token_ids(self._tokenizer)
+            if self._tokenizer is not None:
+                self._suppressed = non_japanese_han_token_ids(self._tokenizer)
+            else:
+                from backends.llamacpp_rt import vocab_pieces
+
+                self._suppressed = non_japanese_ids(vocab_pieces(self._runtime.meta))
         return self._suppressed
 
-    def max_new_tokens(self, texts: list[str]) -> int:
-        """The generation bound for a batch: ``max_length_ratio`` x its longest input, capped."""
+    def length_bound(self, input_tokens: int) -> int:
+        """Most tokens to generate for an input of ``input_tokens``: ``max_length_ratio`` x it + 16, capped."""
         opts = self.options
         assert isinstance(opts, LLMOptions)
         if not opts.max_length_ratio:
             return opts.max_new_tokens
-        longest = max(len(self._tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
-        return min(opts.max_new_tokens, int(opts.max_length_ratio * longest) + 16)
+        return min(opts.max_new_tokens, int(opts.max_length_ratio * input_tokens) + 16)
+
+    def max_new_tokens(self, texts: list[str]) -> int:
+        """The generation bound for a batch: the bound of its longest input."""
+        return self.length_bound(max(len(self._tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts))
 
     def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
         opts = self.options
         assert isinstance(opts, LLMOptions)
+        if opts.runtime == "llama.cpp":
+            return self._translate_llamacpp(texts, source_lang, target_lang)
         with self._lock:
             prompts = [self.prompt_ids(t, source_lang, target_lang) for t in texts]
             limit = self.max_new_tokens(texts)
@@ -339,6 +439,51 @@ class LLMTranslator(Translator):
                 raw = self._tokenizer.decode(ids, skip_special_tokens=True)
                 out.append((clean_translation(raw, target_lang, text), len(ids)))
             return out
+
+    def _translate_llamacpp(self, texts: list[str], src: str, tgt: str) -> list[tuple[str, int | None]]:
+        """Each text is its own llama.cpp request; the engine decodes them together in its slots."""
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        if len(texts) == 1:
+            return [self._one_llamacpp(texts[0], src, tgt)]
+        with ThreadPoolExecutor(min(len(texts), opts.parallel)) as pool:
+            return list(pool.map(lambda t: self._one_llamacpp(t, src, tgt), texts))
+
+    def _prompt_overhead(self, src: str, tgt: str) -> int:
+        """Prompt tokens besides the user's text: system prompt, examples and template markers."""
+        key = (src, tgt)
+        if key not in self._overhead:
+            engine = self._runtime
+            self._overhead[key] = len(engine.tokenize(engine.render(self.messages("", src, tgt))))
+        return self._overhead[key] + TEMPLATE_SLACK
+
+    def _logit_bias(self) -> list[list[Any]]:
+        """The suppressed ids as a llama.cpp logit bias (``false``: never), built once."""
+        with self._lock:  # not by every concurrent first caller
+            if self._bias is None:
+                self._bias = [[i, False] for i in self.suppressed_ids()]
+        return self._bias
+
+    def _one_llamacpp(self, text: str, src: str, tgt: str) -> tuple[str, int | None]:
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        engine = self._runtime
+        n_in = len(engine.tokenize(text))
+        limit = self.length_bound(n_in)
+        needed = self._prompt_overhead(src, tgt) + n_in + limit
+        if needed > opts.context:
+            raise InvalidRequest(
+                f"text of {n_in} tokens needs {needed} tokens of context with the prompt and its translation;"
+                f" the model's context is {opts.context} (options.context): split the text",
+                status=413,
+            )
+        bias = self._logit_bias() if opts.japanese_kanji_only and tgt == "ja" else None
+        extra: dict[str, Any] = {"cache_prompt": opts.prompt_cache}
+        if opts.repetition_penalty != 1.0:
+            extra["repeat_penalty"] = opts.repetition_penalty
+        result = engine.chat(self.messages(text, src, tgt), limit, bias, **extra)
+        raw = result["choices"][0]["message"]["content"] or ""
+        return clean_translation(raw, tgt, text), result.get("usage", {}).get("completion_tokens")
 
     def _generate_ct2(
         self, prompts: list[list[int]], max_new: int, suppress: list[int], prefix: list[int]
@@ -458,21 +603,34 @@ def non_japanese_chars(text: str) -> str:
     return "".join(ch for ch in text if not is_japanese_char(ch))
 
 
+def non_japanese_ids(pieces: Iterable[tuple[int, str]]) -> list[int]:
+    """Ids among ``(id, text)`` pieces whose text contains a Han character Japanese does not use."""
+    return sorted(idx for idx, text in pieces if any(not is_japanese_char(ch) for ch in text))
+
+
 def non_japanese_han_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of vocabulary tokens that contain a Han character Japanese does not use.
+    """Ids of a transformers tokenizer's vocabulary tokens that contain a Han character Japanese does not use.
 
     Each token is decoded on its own; a byte-level piece that is only part of a character
     decodes to U+FFFD and is kept (it may begin a Japanese character too).
     """
-    ids = []
     special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    for token, idx in tokenizer.get_vocab().items():
-        if idx in special:
-            continue
-        text = tokenizer.convert_tokens_to_string([token])
-        if any(not is_japanese_char(ch) for ch in text):
-            ids.append(idx)
-    return sorted(ids)
+    return non_japanese_ids(
+        (idx, tokenizer.convert_tokens_to_string([token]))
+        for token, idx in tokenizer.get_vocab().items()
+        if idx not in special
+    )
+
+
+def find_gguf(path: Path) -> Path | None:
+    """``path`` if it is a .gguf file, the one .gguf file in it if it is a folder, else None."""
+    try:
+        if path.is_file():
+            return path if path.suffix == ".gguf" else None
+        found = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    except OSError:
+        return None
+    return found[0] if len(found) == 1 else None
 
 
 def ct2_storage_quantization(compute_type: str) -> str:

@@ -69,9 +69,9 @@ class SaySpeaker(Speaker):
     _installed: ClassVar[dict[str, str] | None] = None  # API name -> locale
 
     @classmethod
-    def unavailable_reason(cls, model: str | None = None) -> str | None:
+    def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
         """Needs macOS and its ``say`` program."""
-        reason = super().unavailable_reason(model)
+        reason = super().unavailable_reason(model, options)
         if reason is None and shutil.which("say") is None:
             reason = "say: the macOS `say` program is not on PATH"
         if reason is None and model is not None:

@@ -90,8 +90,10 @@ class Bundled:
     description: str
     build: Callable[[], Path]
     unavailable: Callable[[], str | None]
-    #: builds every artefact the default configs use (e.g. the CTranslate2 int8 folder too)
+    #: builds what the default configs use (e.g. only the joined GGUF file)
     prepare: Callable[[], Path] | None = None
+    #: builds every artefact any runtime uses (e.g. the CTranslate2 int8 folder too)
+    prepare_all: Callable[[], Path] | None = None
 
 
 BUNDLED: dict[str, Bundled] = {}
@@ -103,8 +105,9 @@ def register_bundled(
     build: Callable[[], Path],
     unavailable: Callable[[], str | None],
     prepare: Callable[[], Path] | None = None,
+    prepare_all: Callable[[], Path] | None = None,
 ) -> None:
-    BUNDLED[name] = Bundled(description, build, unavailable, prepare)
+    BUNDLED[name] = Bundled(description, build, unavailable, prepare, prepare_all)
 
 
 def _load_bundled_registry() -> None:

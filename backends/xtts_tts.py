@@ -92,7 +92,7 @@ class XTTSSpeaker(Speaker):
         self._lock = threading.Lock()
 
     @classmethod
-    def unavailable_reason(cls, model: str | None = None) -> str | None:
+    def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
         """Says what to install (coqui-tts with torch/torchaudio 2.9) or which model files are missing."""
         missing = missing_modules(*cls.requires)
         if missing:

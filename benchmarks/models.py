@@ -373,3 +373,67 @@ def build_tiny_llm(out: Path, seed: int = 0, chat_template: str | None = TINY_CH
     )
     Qwen2ForCausalLM(config).save_pretrained(out)
     return out
+
+
+def build_tiny_gguf(hf_folder: Path, out: Path) -> Path:
+    """Write the Qwen2 folder of :func:`build_tiny_llm` as a float32 GGUF file that llama.cpp loads.
+
+    Tests of the llama.cpp runtime then need neither the real 1 GB model nor llama.cpp's
+    ``convert_hf_to_gguf.py`` (not in the gguf package); this writes the keys and tensor names
+    that script writes for Qwen2. float32 lets llama.cpp, run with an f32 KV cache and without
+    flash attention, agree with transformers float32 token for token.
+    """
+    import gguf
+    from safetensors.numpy import load_file
+    from transformers import AutoTokenizer
+
+    cfg = json.loads((hf_folder / "config.json").read_text(encoding="utf-8"))
+    tok = AutoTokenizer.from_pretrained(str(hf_folder))
+    # transformers 5 nests rope_theta in rope_parameters; 4.x kept it at the top level
+    rope_theta = cfg.get("rope_parameters", {}).get("rope_theta", cfg.get("rope_theta", 10000.0))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(out, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.QWEN2])
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(cfg["hidden_size"])
+    w.add_block_count(cfg["num_hidden_layers"])
+    w.add_feed_forward_length(cfg["intermediate_size"])
+    w.add_head_count(cfg["num_attention_heads"])
+    w.add_head_count_kv(cfg["num_key_value_heads"])
+    w.add_rope_freq_base(rope_theta)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+
+    ids = tok.get_vocab()
+    vocab = {i: t for t, i in ids.items()}
+    assert sorted(vocab) == list(range(cfg["vocab_size"])), "GGUF needs one token per embedding row"
+    specials = {i for i, t in tok.added_tokens_decoder.items() if t.special}
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    w.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list([vocab[i] for i in range(len(vocab))])
+    # CONTROL is llama.cpp's "special": matched in text only when asked, dropped when decoding
+    w.add_token_types([gguf.TokenType.CONTROL if i in specials else gguf.TokenType.NORMAL for i in range(len(vocab))])
+    w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    w.add_pad_token_id(cfg["pad_token_id"])
+    # Qwen's own GGUFs name <|endoftext|> as BOS; without the key llama.cpp defaults to id 11,
+    # here the byte token ")". add_bos false keeps it out of prompts either way.
+    w.add_bos_token_id(ids["<|endoftext|>"])
+    w.add_add_bos_token(False)
+    if tok.chat_template:
+        w.add_chat_template(tok.chat_template)
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, cfg["num_hidden_layers"])
+    for name, array in load_file(str(hf_folder / "model.safetensors")).items():
+        gguf_name = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert gguf_name is not None, f"no GGUF name for {name}"
+        # numpy's [out, in] order is what GGUFWriter expects; it reverses the shape for ggml itself
+        w.add_tensor(gguf_name, array.astype("float32"))
+    # a tied lm_head is not saved, and llama.cpp then reuses token_embd for the output as well
+
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return out

@@ -106,6 +106,7 @@ def translator_candidates(
             # the float32 reference on CTranslate2: the int8 settings differ from it in precision
             # alone (same runtime, same cached prompt prefix), and it is ~3x faster than torch here
             Candidate("translator", "llm", {**ct2, "compute_type": "float32"}, m, reference=True),
+            Candidate("translator", "llm", {"runtime": "llama.cpp", "threads": CORES}, m),
             Candidate("translator", "llm", ct2, m),
             Candidate("translator", "llm", {**ct2, "few_shot": 2}, m),
             Candidate("translator", "llm", {**ct2, "max_length_ratio": 1.5}, m),

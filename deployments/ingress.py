@@ -207,6 +207,7 @@ class Ingress:
         self.timeout_s = float(limits["request_timeout_s"])
         app.state.max_body_bytes = int(limits["max_body_bytes"])
         app.state.max_inflight = limits.get("max_inflight")
+        app.state.deadline_s = self.timeout_s
         configure_security(app, graph.get("security"))
         ab = graph.get("ab") or {}
         self.sticky = bool(ab.get("sticky", True))

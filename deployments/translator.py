@@ -5,7 +5,9 @@ colocated); ``Translator`` is the same class as a Ray Serve deployment. Concurre
 requests are grouped by ``@serve.batch``; a request that finds the replica idle skips the
 batch queue (a batch would hold it alone), which saves its task hops. Blocking backend
 calls run in a worker thread so the replica's event loop keeps accepting requests while a
-batch is computed; backends that declare ``blocking = False`` are called in place.
+batch is computed; backends that declare ``blocking = False`` are called in place. Backends that
+declare ``concurrent = True`` (llama.cpp slots) batch concurrent calls themselves: each request is
+its own call, so no request waits for another's batch to finish.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
         # One backend call at a time, direct or batched, as @serve.batch alone guaranteed.
         self._lock = asyncio.Lock()
         self._active = 0
+        self._concurrent_calls: dict[int, int] = {}  # id(backend) -> calls running on it outside the lock
         log.info("translator ready: %s (loaded in %.0f ms)", self._backend.describe(), self._backend.load_ms or 0)
 
     def _apply_batch(self, batch: Any) -> None:
@@ -77,6 +80,8 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
             backend = await asyncio.to_thread(build_translator, new, self._max_chars, *self._langs)
             async with self._lock:  # no call is still running on the old backend when it closes
                 old, self._backend = self._backend, backend
+            while self._concurrent_calls.get(id(old)):
+                await asyncio.sleep(0.05)
             old.close()
         self._apply_batch(new.get("batch"))
         self._stage = new
@@ -98,6 +103,9 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
             src, tgt = self._backend.validate_request([text], source_lang, target_lang)
         except HayakuError as exc:
             return exc
+        backend = self._backend
+        if backend.concurrent and not isinstance(backend, FallbackTranslator):
+            return await self._run_concurrent(backend, text, src, tgt)
         self._active += 1
         try:
             if self._active == 1:
@@ -106,6 +114,23 @@ class TranslatorReplica(BackendHolder[TranslatorBackend]):
             return result
         finally:
             self._active -= 1
+
+    async def _run_concurrent(
+        self, backend: TranslatorBackend, text: str, src: str, tgt: str
+    ) -> dict[str, Any] | HayakuError:
+        """A backend that batches concurrent calls itself gets each request as it comes, in its own thread."""
+        key = id(backend)
+        self._concurrent_calls[key] = self._concurrent_calls.get(key, 0) + 1
+        try:
+            (result,) = await asyncio.to_thread(backend.translate, [text], src, tgt)
+        except HayakuError as exc:
+            return exc
+        finally:
+            self._concurrent_calls[key] -= 1
+            if not self._concurrent_calls[key]:
+                del self._concurrent_calls[key]
+        why = garbage_translations([result])
+        return BadOutput(f"{result.backend} returned {why}") if why else result.to_dict()
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.0)
     async def _batched(self, items: list[tuple[str, str, str]]) -> list[dict[str, Any] | HayakuError]:

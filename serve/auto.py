@@ -87,6 +87,12 @@ _CPU_TRANSLATORS = [
     Candidate(
         "llm",
         QWEN,
+        {"runtime": "llama.cpp", "threads": _CORES},
+        note="bundled offline model, its GGUF file in llama.cpp (parallel slots, cached prompt prefix)",
+    ),
+    Candidate(
+        "llm",
+        QWEN,
         {"runtime": "ctranslate2", "compute_type": "int8", "threads": _CORES},
         note="bundled offline model, int8 CTranslate2",
     ),
@@ -262,7 +268,7 @@ def _why_not(role: str, cand: Candidate, stage: dict[str, Any], max_chars: int) 
         parse_options(cls.Options, {**cand.options, **(stage.get("options") or {})})
     except InvalidRequest as exc:
         return f"options rejected: {exc}"
-    reason = cls.unavailable_reason(stage.get("model") or cand.model)
+    reason = cls.unavailable_reason(stage.get("model") or cand.model, {**cand.options, **(stage.get("options") or {})})
     if reason:
         return reason
     if role == "speaker":
@@ -314,7 +320,7 @@ def resolve_stage(
         fb_cls = (
             registry.translator_class(fb["backend"]) if role == "translator" else registry.speaker_class(fb["backend"])
         )
-        fb_reason = fb_cls.unavailable_reason(fb.get("model"))
+        fb_reason = fb_cls.unavailable_reason(fb.get("model"), fb.get("options"))
         if fb_reason:
             raise ConfigError(
                 f"{where}.fallbacks[{i}].backend: {fb['backend']!r} cannot run on this machine: {fb_reason}"
@@ -322,7 +328,7 @@ def resolve_stage(
     if name != AUTO:
         check_stage(role, stage, where, max_chars)
         cls = registry.translator_class(name) if role == "translator" else registry.speaker_class(name)
-        reason = cls.unavailable_reason(stage.get("model"))
+        reason = cls.unavailable_reason(stage.get("model"), stage.get("options"))
         if reason:
             raise ConfigError(f"{where}.backend: {name!r} cannot run on this machine: {reason}")
         return _choose(role, Candidate(name), stage, "config", "set in config")

@@ -70,7 +70,8 @@ def cmd_models(ns: argparse.Namespace) -> int:
         reason = entry.unavailable()
         if reason:
             raise HayakuError(reason)
-        path = (entry.prepare or entry.build)()
+        build = (entry.prepare_all if ns.all_runtimes else None) or entry.prepare or entry.build
+        path = build()
         print(f"{name}: ready at {path}")
     return 0
 
@@ -224,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="bundled offline models: list, or prepare (join/convert, cached)")
     m.add_argument("action", choices=["list", "prepare"])
     m.add_argument("names", nargs="*", help="bundled model names (default: all)")
+    m.add_argument(
+        "--all-runtimes",
+        action="store_true",
+        help="prepare: also build what the ctranslate2 and transformers runtimes read (minutes, ~6 GB)",
+    )
 
     sv = sub.add_parser(
         "serve", help="validate a Serve YAML, `serve run` it, drain on SIGTERM (extra args go to serve run)"

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backends.audio import FORMATS
 from backends.base import format_validation_error, short_repr
 from backends.errors import BackendUnavailable, HayakuError, InvalidRequest
+from serve.admission import ServiceRate
 
 log = logging.getLogger("hayaku.http")
 
@@ -264,44 +265,69 @@ class BodyLimitMiddleware:
         await self.app(scope, counted, send)
 
 
-def overloaded_response(limit: int, request_id: str | None) -> JSONResponse:
-    """503 + Retry-After for a request refused because the ingress is at ``limits.max_inflight``."""
-    message = (
-        f"the server is at its limit of {limit} requests in flight (limits.max_inflight); retry after {RETRY_AFTER_S} s"
-    )
+def overloaded_response(limit: int, request_id: str | None, why: str | None = None) -> JSONResponse:
+    """503 + Retry-After for a request refused because the ingress is at its limit of requests in flight."""
+    why = why or f"the server is at its limit of {limit} requests in flight (limits.max_inflight)"
     return JSONResponse(
-        error_body("overloaded", message, request_id), status_code=503, headers={"retry-after": str(RETRY_AFTER_S)}
+        error_body("overloaded", f"{why}; retry after {RETRY_AFTER_S} s", request_id),
+        status_code=503,
+        headers={"retry-after": str(RETRY_AFTER_S)},
     )
 
 
 class InflightLimitMiddleware:
-    """Sheds load: past ``app.state.max_inflight`` POSTs in flight, answers 503 + Retry-After at once.
+    """Sheds load: answers 503 + Retry-After at once instead of queueing what cannot be served.
 
-    Without it extra requests wait in Ray Serve's queues (unbounded unless the YAML sets
-    ``max_queued_requests``, whose 503 is plain text). Only POSTs (the work routes) count,
-    so /healthz and /v1/graph keep answering under load; a streamed response counts until
-    its last byte is sent.
+    Two limits on POSTs in flight: ``app.state.max_inflight`` (fixed, from the config) and the
+    measured one (``serve.admission``): as many as the observed service rate completes within the
+    request deadline (``app.state.deadline_s``). Without them extra requests wait in Ray Serve's
+    queues (unbounded unless the YAML sets ``max_queued_requests``, whose 503 is plain text). Only
+    POSTs (the work routes) count, so /healthz and /v1/graph keep answering under load; a streamed
+    response counts until its last byte is sent, and only successful ones count as served.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.inflight = 0
+        self.rate = ServiceRate()
+
+    @property
+    def inflight(self) -> int:
+        return self.rate.inflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = getattr(getattr(scope.get("app"), "state", None), "max_inflight", None)
-        if scope["type"] != "http" or scope.get("method") != "POST" or not limit:
+        state = getattr(scope.get("app"), "state", None)
+        limit = getattr(state, "max_inflight", None)
+        deadline = getattr(state, "deadline_s", None)
+        if scope["type"] != "http" or scope.get("method") != "POST" or not (limit or deadline):
             await self.app(scope, receive, send)
             return
-        if self.inflight >= limit:
+        capacity = self.rate.capacity(deadline) if deadline else None
+        why = None
+        if limit and self.inflight >= limit:
+            why = f"the server is at its limit of {limit} requests in flight (limits.max_inflight)"
+        elif capacity is not None and self.inflight >= capacity:
+            why = (
+                f"the server has {self.inflight} requests in flight and serves {self.rate.rate() or 0:.2g} per second:"
+                f" one more would not finish within the {deadline:g} s deadline (limits.request_timeout_s)"
+            )
+        if why:
             headers = {k.lower(): v for k, v in scope.get("headers", [])}
             rid = headers.get(REQUEST_ID_HEADER.encode(), b"").decode("latin-1") or None
-            await overloaded_response(int(limit), rid)(scope, receive, send)
+            await overloaded_response(int(limit or capacity or 0), rid, why)(scope, receive, send)
             return
-        self.inflight += 1
+        status = 500
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.rate.started()
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, watched)
         finally:
-            self.inflight -= 1
+            self.rate.finished(served=status < 400)
 
 
 def _too_large(size: int, limit: int) -> str:

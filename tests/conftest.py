@@ -36,6 +36,16 @@ def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm") / "model")
 
 
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_llm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_llm`` as a float32 GGUF file for the llama.cpp runtime (built once per session)."""
+    pytest.importorskip("gguf", reason="the tiny GGUF needs gguf: pip install 'hayaku[llm]'")
+    pytest.importorskip("xllamacpp", reason="the tiny GGUF is for llama.cpp (xllamacpp): pip install 'hayaku[llm]'")
+    from benchmarks.models import build_tiny_gguf
+
+    return build_tiny_gguf(tiny_llm, tmp_path_factory.mktemp("tiny_gguf") / "model.gguf")
+
+
 # -- seq2seq MT backends: tiny random Marian and NLLB-architecture models ----------------------
 
 

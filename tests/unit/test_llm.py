@@ -39,7 +39,9 @@ def _own_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def _tiny(model: Path, **options: object) -> LLMTranslator:
-    tr = LLMTranslator(str(model), {"max_new_tokens": 6, "device": "cpu", **options})
+    # ctranslate2 unless a test says otherwise: llama.cpp (the default runtime) reads GGUF files,
+    # tested on ``tiny_gguf`` in test_llamacpp.py
+    tr = LLMTranslator(str(model), {"max_new_tokens": 6, "device": "cpu", "runtime": "ctranslate2", **options})
     tr.load()
     return tr
 
@@ -121,7 +123,9 @@ def test_ct2_storage_follows_compute_type() -> None:
 def test_default_model_is_the_bundled_one() -> None:
     tr = create_translator("llm")
     assert tr.model == DEFAULT_MODEL
-    assert tr.describe()["options"]["runtime"] == "ctranslate2"
+    assert tr.describe()["options"]["runtime"] == "llama.cpp"
+    assert tr.concurrent  # llama.cpp batches concurrent calls itself
+    assert not LLMTranslator(None, {"runtime": "ctranslate2"}).concurrent
 
 
 @pytest.mark.parametrize(
@@ -131,6 +135,8 @@ def test_default_model_is_the_bundled_one() -> None:
         ({"compute_type": "int4"}, "'int4'"),
         ({"max_new_tokens": 0}, "max_new_tokens"),
         ({"beam": 3}, "unknown option"),
+        ({"no_repeat_ngram_size": 2}, "repetition_penalty"),  # llama.cpp has no n-gram ban
+        ({"parallel": 0}, "parallel"),
     ],
 )
 def test_bad_options_are_rejected_with_the_value(options: dict[str, object], needle: str) -> None:
@@ -141,10 +147,12 @@ def test_bad_options_are_rejected_with_the_value(options: dict[str, object], nee
 
 def test_missing_model_is_reported_cheaply(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    reason = LLMTranslator.unavailable_reason(str(missing))
-    assert reason is not None and str(missing) in reason
-    with pytest.raises(BackendUnavailable):
-        LLMTranslator(str(missing)).load()
+    for options in ({}, {"runtime": "ctranslate2"}):
+        reason = LLMTranslator.unavailable_reason(str(missing), options)
+        assert reason is not None and str(missing) in reason
+        with pytest.raises(BackendUnavailable):
+            LLMTranslator(str(missing), options).load()
+    assert ".gguf" in (LLMTranslator.unavailable_reason(str(tmp_path)) or "")
 
 
 def test_model_without_chat_template_is_unavailable(tiny_llm: Path, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ DEFAULT_CASES: dict[str, tuple[tuple[str | None, dict[str, Any]], ...]] = {
     "echo": ((None, {}),),
     "onnx": (("tiny_marian", {"max_new_tokens": 12}),),
     "coreml": (("tiny_marian", {"max_new_tokens": 12}),),
-    "llm": (("tiny_llm", {"max_new_tokens": 12}),),
+    "llm": (("tiny_gguf", {"max_new_tokens": 12}), ("tiny_llm", {"runtime": "ctranslate2", "max_new_tokens": 12})),
 }
 
 TEXTS = ["Hello, how are you today?", "Thank you.", "Where is the nearest train station, please?"]
@@ -99,7 +99,7 @@ def build(
     if "__import_error__" in options:
         pytest.skip(f"{name} backend module does not import: {options['__import_error__']}")
     model = _model(request, fixture)
-    reason = translator_class(name).unavailable_reason(model)
+    reason = translator_class(name).unavailable_reason(model, options)
     if reason:
         pytest.skip(f"{name} unavailable here: {reason}")
     key = (name, fixture, repr(sorted(options.items())))

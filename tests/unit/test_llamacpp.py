@@ -1,0 +1,126 @@
+"""The ``llm`` backend's llama.cpp runtime on the tiny GGUF file the tests build (``tiny_gguf``)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from backends.errors import BackendUnavailable, InvalidRequest
+from backends.gguf_meta import check_whole
+from backends.llm_mt import LLMTranslator
+
+pytest.importorskip("xllamacpp", reason="the llama.cpp runtime needs xllamacpp: pip install 'hayaku[llm]'")
+
+TEXTS = ["Hello, how are you today?", "Thank you very much for your help.", "Good night.", "Where is the station?"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_gguf: Path) -> LLMTranslator:
+    tr = LLMTranslator(str(tiny_gguf), {"max_new_tokens": 6, "threads": 1, "parallel": 4, "context": 512})
+    tr.load()
+    return tr
+
+
+def test_translates_with_the_gguf_file_itself(tiny: LLMTranslator, tiny_gguf: Path) -> None:
+    results = tiny.translate(TEXTS[:2], "en", "ja")
+    assert [r.source_text for r in results] == TEXTS[:2]
+    for r in results:
+        assert r.options["runtime"] == "llama.cpp" and r.backend == "llm"
+        assert r.output_tokens is not None and 0 < r.output_tokens <= 6
+    assert tiny.health()["ok"] and tiny.health()["runtime"] == "llama.cpp"
+    # a folder holding one .gguf file works as the model too
+    assert LLMTranslator.unavailable_reason(str(tiny_gguf.parent)) is None
+
+
+def test_greedy_output_matches_transformers_on_the_same_weights(tiny: LLMTranslator, tiny_llm: Path) -> None:
+    torch_tr = LLMTranslator(
+        str(tiny_llm),
+        {"runtime": "transformers", "dtype": "float32", "max_new_tokens": 6, "japanese_kanji_only": False},
+    )
+    torch_tr.load()
+    plain = LLMTranslator(str(tiny.model), {**tiny.options.model_dump(), "japanese_kanji_only": False})
+    plain.load()
+    # random weights emit partial UTF-8 sequences, which the two decoders render as different
+    # numbers of U+FFFD; the characters that did decode are what the tokens decide
+    ours = [r.text.replace("\ufffd", "") for r in plain.translate(TEXTS, "en", "ja")]
+    theirs = [r.text.replace("\ufffd", "") for r in torch_tr.translate(TEXTS, "en", "ja")]
+    # same weights in float32, same chat template, both greedy: a near-tie may rarely flip a token
+    assert sum(a == b for a, b in zip(ours, theirs, strict=True)) >= len(TEXTS) - 1, (ours, theirs)
+
+
+def test_concurrent_requests_decode_together_and_change_nothing(tiny: LLMTranslator) -> None:
+    one_by_one = [tiny.translate([t], "en", "ja")[0].text for t in TEXTS]
+    assert [r.text for r in tiny.translate(TEXTS, "en", "ja")] == one_by_one  # one call, 4 slots
+    got: dict[int, str] = {}
+
+    def call(i: int) -> None:
+        got[i] = tiny.translate([TEXTS[i]], "en", "ja")[0].text
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(TEXTS))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert [got[i] for i in range(len(TEXTS))] == one_by_one  # many threads at once
+
+
+def test_the_fixed_prompt_prefix_is_not_recomputed(tiny: LLMTranslator) -> None:
+    engine = tiny._runtime
+    overhead = tiny._prompt_overhead("en", "ja")
+    first = engine.chat(tiny.messages("Good morning.", "en", "ja"), 2)
+    second = engine.chat(tiny.messages("See you tomorrow.", "en", "ja"), 2)
+    assert first["timings"]["prompt_n"] > 0
+    # the system prompt and the examples come from the cache: only the new text (and the template's
+    # closing markers) is prefilled
+    assert second["timings"]["cache_n"] > 0.8 * overhead, (second["timings"], overhead)
+    assert second["timings"]["prompt_n"] < overhead / 4
+
+
+def test_a_text_longer_than_the_context_is_refused_before_any_work(tiny_gguf: Path) -> None:
+    opts = {"max_new_tokens": 6, "threads": 1, "parallel": 1, "context": 256, "few_shot": 0}
+    tr = LLMTranslator(str(tiny_gguf), opts)
+    tr.load()
+    with pytest.raises(InvalidRequest) as err:
+        tr.translate(["Hello, how are you today? " * 60], "en", "ja")
+    assert err.value.status == 413 and "context" in str(err.value)
+    assert tr.translate(["Good night."], "en", "ja")[0].text is not None  # still serving
+
+
+def test_suppressed_tokens_are_never_generated(tiny: LLMTranslator) -> None:
+    free = LLMTranslator(str(tiny.model), {**tiny.options.model_dump(), "japanese_kanji_only": False})
+    free.load()
+    engine = free._runtime
+
+    def token_ids(text: str, bias: list[list[object]] | None) -> set[int]:
+        # llama.cpp reports a token once its bytes complete a character, so ids come from logprobs
+        out = engine.chat(free.messages(text, "en", "ja"), 4, bias, n_probs=1)
+        return {int(t["id"]) for t in (out["choices"][0].get("logprobs") or {}).get("content", [])}
+
+    banned = set().union(*(token_ids(t, None) for t in TEXTS))
+    assert banned, "the engine reported no generated token"
+    assert not banned & set().union(*(token_ids(t, [[i, False] for i in banned]) for t in TEXTS))
+    # the backend's own list reaches the engine as such a bias
+    assert tiny._logit_bias() == [[i, False] for i in tiny.suppressed_ids()]
+
+
+def test_broken_gguf_files_are_clear_errors(tiny_gguf: Path, tmp_path: Path) -> None:
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(tiny_gguf.read_bytes()[: tiny_gguf.stat().st_size * 2 // 3])
+    with pytest.raises(BackendUnavailable, match="truncated"):
+        LLMTranslator(str(truncated)).load()
+    header_only = tmp_path / "header.gguf"
+    header_only.write_bytes(tiny_gguf.read_bytes()[:64])
+    with pytest.raises(BackendUnavailable, match="truncated|ends inside"):
+        check_whole(header_only)
+    foreign = tmp_path / "foreign.gguf"
+    foreign.write_text("not a model")
+    with pytest.raises(BackendUnavailable, match="not a GGUF file"):
+        LLMTranslator(str(foreign)).load()
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("a.gguf", "b.gguf"):
+        shutil.copy(tiny_gguf, two / name)
+    assert ".gguf" in (LLMTranslator.unavailable_reason(str(two)) or "")  # which one? refused, not guessed
