@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                 series[f"{w} {n}"].samples.append(workers[w].request(n))
         print(f"\r  round {r + 1}/{ns.rounds}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    for w in workers.values():
-        w.close()
+    for proc in workers.values():
+        proc.close()
     bandwidth = max(bandwidth_before, read_bandwidth_gbs())
     floor_ms = step_bytes / (bandwidth * 1e9) * 1000
     rows, data = [], []

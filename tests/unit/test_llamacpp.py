@@ -113,7 +113,7 @@ def test_broken_gguf_files_are_clear_errors(tiny_gguf: Path, tmp_path: Path) -> 
         LLMTranslator(str(truncated)).load()
     header_only = tmp_path / "header.gguf"
     header_only.write_bytes(tiny_gguf.read_bytes()[:64])
-    with pytest.raises(BackendUnavailable, match="truncated|ends inside"):
+    with pytest.raises(BackendUnavailable, match=r"truncated|ends inside"):
         check_whole(header_only)
     foreign = tmp_path / "foreign.gguf"
     foreign.write_text("not a model")
