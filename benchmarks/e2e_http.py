@@ -27,6 +27,14 @@ from typing import Any
 SENTENCE = "Hello, how are you today?"
 
 
+def _short_corpus_sentences(n: int) -> list[str]:
+    """The first ``n`` English sentences of the project corpus under 60 characters."""
+    from benchmarks.quality import CORPUS_DIR
+
+    rows = (line.split("\t")[1] for line in (CORPUS_DIR / "en-ja.tsv").read_text().splitlines()[1:])
+    return [t for t in rows if 0 < len(t) < 60][:n]
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)  # `serve run` ignores SIGINT for a while
@@ -43,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=Path("configs/fast.yaml"), help="Serve YAML (default fast.yaml)")
     p.add_argument("--requests", type=int, default=10, help="timed sequential requests (default 10)")
     p.add_argument("--text", default=SENTENCE, help=f"the English text (default {SENTENCE!r})")
+    p.add_argument(
+        "--corpus",
+        action="store_true",
+        help="a different short corpus sentence per request (none seen before) instead of --text",
+    )
     p.add_argument("--start-timeout-s", type=float, default=600.0, help="wait this long for /healthz")
     p.add_argument("--name", default="e2e-http", help="results/<name>.md (default e2e-http)")
     ns = p.parse_args(argv)
@@ -73,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"healthy after {time.monotonic() - started:.0f} s", file=sys.stderr)
         with httpx.Client(base_url=base, timeout=120, trust_env=False) as client:
             graph = client.get("/v1/graph").json()
-            body = {"text": ns.text, "format": "wav"}
+            texts = _short_corpus_sentences(2 + ns.requests) if ns.corpus else [ns.text]
             for i in range(2 + ns.requests):
+                body = {"text": texts[i % len(texts)], "format": "wav"}
                 start = time.perf_counter()
                 r = client.post("/v1/speech-translate", json=body)
                 elapsed = (time.perf_counter() - start) * 1000.0
@@ -97,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     stage_rows = [[k, statistics.median(float(s[k]) for s in stages if k in s)] for k in keys]
     md = markdown_table(["measure", "ms"], [["p50 end to end (client)", p50], ["p95", p95], *stage_rows])
     t, s = graph.get("translator", {}), graph.get("speaker", {})
+    what = "a different short corpus sentence each" if ns.corpus else repr(ns.text)
     notes = (
         f"Config {ns.config} (served by Ray Serve's `serve run` on a free loopback port); {ns.requests} sequential "
-        f"requests after 2 warm-up ones; text {ns.text!r} -> WAV ({audio_s:.2f} s of speech). Stage rows: "
+        f"requests after 2 warm-up ones; text {what} -> WAV ({audio_s:.2f} s of speech). Stage rows: "
         f"medians of the ingress's X-Hayaku-Timings.\n\n"
         f"GET /v1/graph: translator {t.get('backend')} {t.get('options')} ({t.get('reason')}); "
         f"speaker {s.get('backend')} voice={s.get('voice')} ({s.get('reason')})."

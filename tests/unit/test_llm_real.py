@@ -73,3 +73,13 @@ def test_bundled_qwen_prompt_cache_keeps_the_translation() -> None:
     with_cache, without = cached.translate(texts, "en", "ja"), plain.translate(texts, "en", "ja")
     assert with_cache[0].text == without[0].text
     assert all(has_script(r.text, "ja") for r in with_cache + without)
+
+
+def test_bundled_qwen_llamacpp_serves_concurrent_texts() -> None:
+    tr = _bundled_or_skip({"runtime": "llama.cpp", "parallel": 4})
+    texts = [SENTENCE, *CHINESE_PRONE[:3]]
+    results = tr.translate(texts, "en", "ja")  # one call: the four decode together in llama.cpp's slots
+    _assert_japanese_translation(results[0].text)
+    for src, r in zip(texts, results, strict=True):
+        assert has_script(r.text, "ja") and non_japanese_chars(r.text) == "", f"{src!r} -> {r.text!r}"
+        assert r.options["runtime"] == "llama.cpp"

@@ -89,7 +89,8 @@ def test_evaluate_and_cached_reference_on_the_tiny_llm(tiny_llm: Path) -> None:
     outputs = reference_outputs(ref, pairs, progress=False)
     assert len(outputs) == 3
     assert reference_outputs(ref, pairs, progress=False) == outputs  # from the cache now
-    tr = Setting("llm", {"compute_type": "float32", "max_new_tokens": 6}, model=str(tiny_llm)).create()
+    opts = {"runtime": "ctranslate2", "compute_type": "float32", "max_new_tokens": 6}
+    tr = Setting("llm", opts, model=str(tiny_llm)).create()
     tr.load()
     record = evaluate(tr, pairs, outputs, progress=False)
     # CTranslate2 float32 decodes the same tokens as torch float32
