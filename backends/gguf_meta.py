@@ -119,3 +119,9 @@ def check_whole(path: Path) -> dict[str, Any]:
             f"{path} is truncated: {size} bytes where its tensors need {needed}; copy or join the file again"
         )
     return meta
+
+
+def decode_step_bytes(path: Path) -> int:
+    """Bytes of weights a decode step reads: every tensor but the token embedding (one row of it is read)."""
+    _, sizes, _ = read_header(path)
+    return sum(v for k, v in sizes.items() if k != "token_embd.weight")

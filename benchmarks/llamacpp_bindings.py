@@ -115,12 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from backends import bundled
-    from backends.gguf_meta import read_header
+    from backends.gguf_meta import decode_step_bytes
     from benchmarks.original import read_bandwidth_gbs
 
     path = bundled.qwen_gguf()
-    _, sizes, _ = read_header(path)
-    step_bytes = sum(v for k, v in sizes.items() if k != "token_embd.weight")
+    step_bytes = decode_step_bytes(path)
     bandwidth_before = read_bandwidth_gbs()
     workers = {"xllamacpp (PyPI wheel)": Worker(sys.executable, "xllamacpp", path, ns.threads)}
     if ns.other_python:

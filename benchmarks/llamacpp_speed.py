@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ns = ap.parse_args(argv)
 
-    from backends.gguf_meta import read_header
+    from backends.gguf_meta import decode_step_bytes
     from backends.llm_mt import LLMTranslator
     from benchmarks.original import read_bandwidth_gbs
 
@@ -40,8 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.load()
     load_s = time.perf_counter() - start
     assert tr._model_path is not None
-    _, sizes, _ = read_header(tr._model_path)
-    step_bytes = sum(v for k, v in sizes.items() if k != "token_embd.weight")
+    step_bytes = decode_step_bytes(tr._model_path)
 
     def one() -> dict[str, Any]:
         r = tr.translate([SENTENCE])[0]
