@@ -45,6 +45,45 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
+def _overload(base: str, texts: list[str], connections: int, seconds: float, deadline_s: float) -> dict[str, Any]:
+    """What ``wrk -c N -d S`` shows: every connection sends again as soon as its answer arrives (no back-off)."""
+    from benchmarks.common import markdown_table
+    from benchmarks.load import load
+
+    print(f"overload: {connections} connections for {seconds:.0f} s ...", file=sys.stderr, flush=True)
+    payloads = [{"text": t, "format": "wav"} for t in texts]
+    # wrk runs on another machine or costs next to nothing; a Python client answering ~150 503s a
+    # second would take a core from the 2-core server it measures, so it yields the CPU instead
+    # (its own scheduling delay can only make the latencies it records longer, not shorter)
+    os.nice(19)
+    # the client's timeout sits past the server's deadline, so a late answer is seen, not cut off
+    res = load(base, "/v1/speech-translate", payloads, connections, max_requests=10**9, max_seconds=seconds,
+               timeout_s=max(deadline_s, 30.0) * 2)  # fmt: skip
+    by_status: dict[int, list[float]] = {}
+    for r in res.records:
+        by_status.setdefault(r.status, []).append(r.latency_ms)
+
+    def pct(xs: list[float], q: float) -> float:
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))]
+
+    rows = [
+        [str(code) if code else "no answer", len(xs), len(xs) / res.wall_s, pct(xs, 50), pct(xs, 99), max(xs)]
+        for code, xs in sorted(by_status.items())
+    ]
+    table = markdown_table(["status", "answers", "per s", "p50 ms", "p99 ms", "max ms"], rows)
+    ok = by_status.get(200, [])
+    within = sum(1 for x in ok if x <= deadline_s * 1000) if deadline_s else len(ok)
+    notes = (
+        f"Overload (what `wrk -c {connections} -d {seconds:.0f}s` does): {connections} connections, each sending "
+        f"the next "
+        f"short corpus sentence as soon as its answer arrived, for {res.wall_s:.0f} s. {len(ok)} answers 200 "
+        f"({within} within the {deadline_s:.0f} s request deadline); other statuses: "
+        f"{ {k: len(v) for k, v in by_status.items() if k != 200} }; first errors: {res.errors(3)}."
+    )
+    return {"table": table, "notes": notes, "summary": res.summary(), "by_status": by_status}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.e2e_http", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -56,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="a different short corpus sentence per request (none seen before) instead of --text",
     )
+    p.add_argument(
+        "--load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then a wrk-style overload phase: N connections, each sending the next request as soon as one ends",
+    )
+    p.add_argument("--load-seconds", type=float, default=60.0, help="length of the --load phase (default 60)")
     p.add_argument("--start-timeout-s", type=float, default=600.0, help="wait this long for /healthz")
     p.add_argument("--name", default="e2e-http", help="results/<name>.md (default e2e-http)")
     ns = p.parse_args(argv)
@@ -78,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"serve run {config} (log {log}) ...", file=sys.stderr, flush=True)
     proc = serve_run(config, log, hayaku=False)
     ms: list[float] = []
+    overload: dict[str, Any] | None = None
     stages: list[dict[str, Any]] = []
     audio_s = 0.0
     try:
@@ -102,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
                     stages.append(json.loads(r.headers.get("X-Hayaku-Timings", "{}")))
                     audio_s = len(samples) / rate
                     print(f"  request {i - 1}/{ns.requests}: {elapsed:.0f} ms", file=sys.stderr)
+            deadline_s = float(
+                ((cfg["applications"][0].get("args") or {}).get("limits") or {}).get("request_timeout_s", 0)
+            )
+        if ns.load:
+            overload = _overload(base, _short_corpus_sentences(200), ns.load, ns.load_seconds, deadline_s)
     finally:
         _stop(proc)
 
@@ -119,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         f"GET /v1/graph: translator {t.get('backend')} {t.get('options')} ({t.get('reason')}); "
         f"speaker {s.get('backend')} voice={s.get('voice')} ({s.get('reason')})."
     )
-    print(md + "\n\n" + notes)
     data = {"ms": ms, "stages": stages, "graph": graph, "p50_ms": p50, "p95_ms": p95}
+    if overload:
+        md += "\n\n" + overload.pop("table")
+        notes += "\n\n" + overload.pop("notes")
+        data["overload"] = overload
+    print(md + "\n\n" + notes)
     path = write_result(ns.name, "End to end over HTTP, warm", md, notes, data=data)
     print(f"wrote {path}", file=sys.stderr)
     return 0
