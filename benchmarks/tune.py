@@ -51,7 +51,7 @@ from typing import Any
 
 #: a faster setting may lose at most this many chrF points against its model's float32 reference
 CHRF_TOLERANCE = 1.0
-BUNDLED_LLM = "qwen2.5-1.5b-instruct"
+BUNDLED_LLM = "qwen2.5-coder-1.5b-instruct"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #: Ray pins OMP_NUM_THREADS=1 in replicas, so a runtime left at its default decodes on one core
 #: there; every candidate names its thread count, and the profile carries it to the replica

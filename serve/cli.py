@@ -59,10 +59,12 @@ def cmd_models(ns: argparse.Namespace) -> int:
     if ns.action == "list":
         for name, entry in sorted(store.BUNDLED.items()):
             reason = entry.unavailable()
-            print(f"{name}: {entry.description}\n  {'installed' if reason is None else 'missing: ' + reason}")
+            aka = [a for a, n in store.ALIASES.items() if n == name]
+            also = f" (also accepted: {', '.join(aka)})" if aka else ""
+            print(f"{name}: {entry.description}{also}\n  {'installed' if reason is None else 'missing: ' + reason}")
         print(f"cache: {store.home()}")
         return 0
-    names = ns.names or sorted(store.BUNDLED)
+    names = [store.bundled_name(n) for n in ns.names] if ns.names else sorted(store.BUNDLED)
     for name in names:
         if name not in store.BUNDLED:
             raise HayakuError(f"unknown bundled model {name!r}; bundled: {', '.join(sorted(store.BUNDLED))}")

@@ -128,6 +128,16 @@ def test_default_model_is_the_bundled_one() -> None:
     assert not LLMTranslator(None, {"runtime": "ctranslate2"}).concurrent
 
 
+def test_bundled_model_is_named_for_what_it_is_and_the_old_name_still_resolves() -> None:
+    from backends import bundled, store
+
+    assert DEFAULT_MODEL == bundled.QWEN_NAME == "qwen2.5-coder-1.5b-instruct"
+    assert store.bundled_name("qwen2.5-1.5b-instruct") == DEFAULT_MODEL
+    assert store.bundled_name("./some/folder") == "./some/folder"
+    # both names get the same answer (available or the same missing-parts reason)
+    assert store.unavailable_reason("qwen2.5-1.5b-instruct") == store.unavailable_reason(DEFAULT_MODEL)
+
+
 @pytest.mark.parametrize(
     "options, needle",
     [

@@ -109,3 +109,30 @@ def test_main_writes_markdown_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path
     data = json.loads((tmp_path / "q-test.json").read_text())
     assert data["n"] == 2 and data["rows"][0]["setting"] == "echo"
     assert not (RESULTS / "q-test.md").exists()
+
+
+def test_untranslated_words_keep_names_and_acronyms_of_the_source() -> None:
+    from benchmarks.quality import untranslated_words
+
+    assert untranslated_words("私は peanutsにアレルギーがあります。", "I am allergic to peanuts.") == ["peanuts"]
+    assert untranslated_words("PDFを田中さんに送ってください。", "Please send the PDF to Ms. Tanaka.") == []
+    assert untranslated_words("Johnさんは来ます。", "Tomorrow John will come.") == []
+    # the first word of a sentence is capitalised anyway: not taken for a name
+    assert untranslated_words("Jacketを着てください。", "Jacket on, please.") == ["Jacket"]
+
+
+def test_content_checks_count_english_length_and_added_formulas() -> None:
+    from benchmarks.quality import content_checks
+
+    pairs = [
+        Pair("Thank you very much for your help.", "手伝ってくれて本当にありがとうございます。"),
+        Pair("I am allergic to peanuts.", "私はピーナッツアレルギーです。"),
+        Pair("Please call a taxi for me.", "タクシーを呼んでください。"),
+    ]
+    outputs = ["どういたしまして、ありがとうございます。", "私は peanutsにアレルギーがあります。", "タ"]
+    got = content_checks(outputs, pairs)
+    assert got["added_formulas"] == 1
+    assert got["latin_outputs"] == 1 and got["latin_words"] == ["peanuts"]
+    assert got["length_outliers"] == 1  # one character for a whole request
+    clean = content_checks([p.reference for p in pairs], pairs)
+    assert clean == {"latin_outputs": 0, "latin_words": [], "length_outliers": 0, "added_formulas": 0}
