@@ -25,6 +25,8 @@ from backends.text import check_text
 from backends.types import SpeechResult, TranslationResult
 
 DEFAULT_MAX_CHARS = 5000
+#: the voice names of OpenAI's speech API: clients built on it send one of these, "alloy" most often
+OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
@@ -233,11 +235,18 @@ class Translator(Backend):
 
 
 class Speaker(Backend):
-    """Synthesises speech. Implement ``_synthesize``; call ``synthesize``."""
+    """Synthesises speech. Implement ``_synthesize``; call ``synthesize``.
+
+    A voice is one of ``list_voices()`` or an alias of one: each OpenAI voice name is an alias (the
+    backend's ``openai_voices`` says which voice it stands for; names it leaves out take the
+    configured voice), and a stage's ``voices:`` mapping adds aliases or overrides them.
+    """
 
     voices: ClassVar[tuple[str, ...]] = ()
     default_voice: ClassVar[str] = ""
     languages: ClassVar[tuple[str, ...]] = ("ja",)
+    #: which of this backend's voices an OpenAI voice name stands for by default
+    openai_voices: ClassVar[dict[str, str]] = {}
 
     def __init__(
         self,
@@ -245,8 +254,17 @@ class Speaker(Backend):
         options: Any = None,
         voice: str | None = None,
         max_chars: int = DEFAULT_MAX_CHARS,
+        voice_map: dict[str, str] | None = None,
     ):
         super().__init__(model, options)
+        self.voice: str | None = None
+        self.voice_map: dict[str, str] = {}
+        for alias, target in (voice_map or {}).items():
+            safe_name(alias, "voice alias")
+            try:
+                self.voice_map[alias] = self._own_voice(target)
+            except InvalidRequest as exc:
+                raise InvalidRequest(f"voices.{alias}: {exc}") from None
         self.voice = self.check_voice(voice) if voice else None
         self.max_chars = max_chars
 
@@ -254,12 +272,37 @@ class Speaker(Backend):
         """Voice names this speaker accepts (may depend on what is installed)."""
         return self.voices
 
-    def check_voice(self, voice: str) -> str:
+    def voice_aliases(self) -> dict[str, str]:
+        """Every alias (the OpenAI voice names, then the configured ``voices:``) and the voice it stands for."""
+        valid = self.list_voices()
+        configured = self.voice or self.default_voice
+        out = {}
+        for name in OPENAI_VOICES:
+            target = self.openai_voices.get(name, configured)
+            out[name] = target if not valid or target in valid else configured
+        return {**out, **self.voice_map}
+
+    def _own_voice(self, voice: str) -> str:
         safe_name(voice, "voice")
         valid = self.list_voices()
         if valid and voice not in valid:
             raise InvalidRequest(f"unknown voice {voice!r} for {self.name}; valid voices: {', '.join(valid)}")
         return voice
+
+    def check_voice(self, voice: str) -> str:
+        """The voice ``voice`` names (itself, or the one its alias stands for); InvalidRequest listing both kinds."""
+        safe_name(voice, "voice")
+        aliases = self.voice_aliases()
+        if voice in self.voice_map or (voice not in self.list_voices() and voice in aliases):
+            return aliases[voice]
+        try:
+            return self._own_voice(voice)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{exc}; or an alias of one: {', '.join(aliases)}") from None
+
+    def knows_voice(self, voice: str) -> bool:
+        """Whether ``voice`` is one of this speaker's voices or aliases (a fallback speaks it only then)."""
+        return voice in self.list_voices() or voice in self.voice_aliases()
 
     def synthesize(self, text: str, lang: str = "ja", voice: str | None = None, speed: float = 1.0) -> SpeechResult:
         """Speaks ``text``; returns PCM with its sample rate, duration and timings."""

@@ -535,7 +535,8 @@ class FallbackTranslator(_Chained, Translator):
 class FallbackSpeaker(_Chained, Speaker):
     """A Speaker that speaks with the first healthy one of its speakers.
 
-    A voice asked for in the request goes to a fallback only if that fallback has it;
+    A voice asked for in the request goes to a fallback only if that fallback has it (as a voice
+    or an alias, such as an OpenAI voice name, which each speaker maps to its own voices);
     otherwise the fallback speaks in its own configured voice.
     """
 
@@ -570,6 +571,9 @@ class FallbackSpeaker(_Chained, Speaker):
     def check_voice(self, voice: str) -> str:
         return self.primary.check_voice(voice)
 
+    def voice_aliases(self) -> dict[str, str]:
+        return self.primary.voice_aliases()
+
     def synthesize(self, text: str, lang: str = "ja", voice: str | None = None, speed: float = 1.0) -> SpeechResult:
         """Speaks with the first speaker that serves; raises BackendUnavailable if none does."""
         return self._mark(*self.chain.call(self._speak(text, lang, voice, speed)))
@@ -587,7 +591,7 @@ class FallbackSpeaker(_Chained, Speaker):
         self._ensure_loaded()
 
         def speak(s: Speaker) -> SpeechResult:
-            own = voice if s is primary or (voice is not None and voice in s.list_voices()) else None
+            own = voice if s is primary or (voice is not None and s.knows_voice(voice)) else None
             return s.synthesize(text, lang, own, speed)
 
         return speak

@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -78,6 +78,15 @@ class KokoroSpeaker(Speaker):
     voices = VOICES
     default_voice = "jf_alpha"
     languages = ("ja",)
+    # OpenAI's feminine voices to the four jf_ voices, its masculine ones to jm_kumo; alloy (the API's usual
+    # default) is left to the configured voice.
+    openai_voices: ClassVar[dict[str, str]] = {
+        "coral": "jf_alpha",
+        "nova": "jf_gongitsune",
+        "sage": "jf_nezumi",
+        "shimmer": "jf_tebukuro",
+        **dict.fromkeys(("ash", "ballad", "echo", "fable", "onyx", "verse"), "jm_kumo"),
+    }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

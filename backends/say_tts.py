@@ -65,6 +65,10 @@ class SaySpeaker(Speaker):
     Options = SayOptions
     platforms = ("Darwin",)
     default_voice = "Kyoko"
+    # Kyoko and Otoya are macOS's Japanese voices; where Otoya is not installed these take the configured voice.
+    openai_voices: ClassVar[dict[str, str]] = dict.fromkeys(
+        ("ash", "ballad", "echo", "fable", "onyx", "verse"), "Otoya"
+    )
     languages = tuple(DEFAULT_VOICES)
     _installed: ClassVar[dict[str, str] | None] = None  # API name -> locale
 

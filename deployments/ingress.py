@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from fastapi import Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from ray import serve
@@ -34,6 +35,7 @@ from backends.languages import normalize_lang
 from backends.pipeline import join_translation
 from backends.text import check_text, split_sentences
 from backends.types import SpeechResult
+from deployments import openai_api
 from deployments.speaker import SpeakerReplica
 from deployments.translator import TranslatorReplica
 from serve.abtest import ABStats, Router
@@ -175,6 +177,12 @@ def _ndjson(obj: dict[str, Any]) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
+def _stream_piece(enc: audio.Encoder, sp: SpeechResult, first: bool) -> bytes:
+    """One sentence's audio through a stream's encoder, after the gap every sentence but the first has."""
+    pcm = audio.at_rate(sp, enc.in_rate)
+    return enc.write(pcm if first else np.concatenate([audio.silence(enc.in_rate, GAP_S), pcm]))
+
+
 def _complete_sentences(buffer: str, lang: str, flush: bool) -> tuple[list[str], str]:
     """Splits a live text buffer into finished sentences and the unfinished rest (raw, spaces kept)."""
     sentences = split_sentences(buffer, lang)
@@ -195,8 +203,8 @@ def _complete_sentences(buffer: str, lang: str, flush: bool) -> tuple[list[str],
 @serve.deployment(name="Ingress", max_ongoing_requests=64, ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class Ingress:
-    """Routes: /v1/translate, /v1/audio/speech, /v1/speech-translate, /v1/stream (WebSocket), /v1/ab,
-    /v1/graph, /healthz, / (web page), /docs."""
+    """Routes: /v1/translate, /v1/audio/speech, /v1/models, /v1/audio/voices, /v1/speech-translate,
+    /v1/stream (WebSocket), /v1/ab, /v1/graph, /healthz, / (web page), /docs."""
 
     def __init__(self, graph: dict[str, Any], variants: list[dict[str, Any]]) -> None:
         self.graph = graph
@@ -224,6 +232,7 @@ class Ingress:
             self.variants[v["name"]] = _Variant(v["name"], v["graph"], tr, sp)
             (shadows if v.get("shadow") else weights)[v["name"]] = float(v["weight"])
         self.shadow_names = set(shadows)
+        self.model_ids = openai_api.model_ids(v.info["speaker"]["backend"] for v in self.variants.values())
         self.router = Router(weights, shadows)
         self.stats = ABStats(weights, int(ab.get("window", 5000)), shadows)
         self._shadow_tasks: set[asyncio.Task[Any]] = set()
@@ -482,13 +491,14 @@ class Ingress:
         "/v1/audio/speech",
         summary="Speak text (OpenAI-compatible)",
         response_class=Response,
-        responses={200: {"content": {"audio/wav": {}, "audio/pcm": {}, "audio/flac": {}, "text/event-stream": {}}}},
+        responses={200: {"content": {**{t: {} for t in audio.MEDIA_TYPES.values()}, "text/event-stream": {}}}},
     )
     async def audio_speech(self, body: SpeechRequest, request: Request) -> Any:
         return await self._serve(request, "speech", body.user, lambda v, ctx: self._audio_speech(v, ctx, body))
 
     async def _audio_speech(self, v: _Variant, ctx: _Ctx, body: SpeechRequest) -> Response:
         t0 = time.perf_counter()
+        openai_api.check_request(body, self.model_ids)
         lang = self.target_lang
         sentences = self._sentences(body.input, lang)
         spoken = [v.sp.call("speak", s, lang, body.voice, body.speed) for s in sentences]
@@ -497,7 +507,7 @@ class Ingress:
         speech, synth_ms = await self._speech(spoken)
         ctx.note_fallbacks("speaker", speech)
         t1 = time.perf_counter()
-        samples, rate = audio.concat(speech, GAP_S)
+        samples, rate = audio.concat(speech, GAP_S, openai_api.output_rate(body.response_format, speech[0].sample_rate))
         data = audio.encode(samples, rate, body.response_format)
         t2 = time.perf_counter()
         ctx.stages["synthesize"] = synth_ms
@@ -510,38 +520,38 @@ class Ingress:
                 "X-Hayaku-Voice": speech[0].voice,
                 "X-Hayaku-Sample-Rate": str(rate),
                 "X-Hayaku-Timings": header_json(timings),
+                **openai_api.ignored_headers(body),
             },
         )
 
     async def _stream_speech(
         self, v: _Variant, ctx: _Ctx, body: SpeechRequest, spoken: list[Awaitable[Any]], t0: float
     ) -> Response:
-        if body.response_format == "flac":
-            _cancel(spoken)
-            raise InvalidRequest("streamed speech is wav or pcm; flac cannot be streamed", status=422)
         pieces = self._pieces(None, spoken, time.monotonic() + self.timeout_s, ctx)
         before, first = await self._first_audio(pieces)
-        rate = first.sample_rate
+        enc = audio.Encoder(body.response_format, openai_api.output_rate(body.response_format, first.sample_rate))
         ctx.stages["first_audio"] = (time.perf_counter() - t0) * 1000
         sse = body.stream_format == "sse"
+
+        def event(data: bytes) -> bytes:
+            if not sse:
+                return data
+            delta = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}
+            return f"data: {json.dumps(delta)}\n\n".encode()
 
         async def chunks() -> AsyncIterator[bytes]:
             n = 0
             try:
-                if body.response_format == "wav" and not sse:
-                    yield audio.wav_stream_header(rate)
                 async for _, _, sp in self._chain(before, pieces):
                     if sp is None:
                         continue
-                    pcm = audio.pcm_bytes(audio.at_rate(sp, rate))
-                    if n:
-                        pcm = audio.pcm_bytes(audio.silence(rate, GAP_S)) + pcm
+                    data = _stream_piece(enc, sp, first=not n)
                     n += 1
-                    if sse:
-                        event = {"type": "speech.audio.delta", "audio": base64.b64encode(pcm).decode()}
-                        yield f"data: {json.dumps(event)}\n\n".encode()
-                    else:
-                        yield pcm
+                    if data:  # a codec may hold a sentence's first bytes until it fills a frame
+                        yield event(data)
+                tail = enc.close()
+                if tail:
+                    yield event(tail)
                 if sse:
                     yield f"data: {json.dumps({'type': 'speech.audio.done', 'sentences': n})}\n\n".encode()
             finally:
@@ -551,10 +561,25 @@ class Ingress:
         headers = {
             "X-Hayaku-Speaker": first.backend,
             "X-Hayaku-Voice": first.voice,
-            "X-Hayaku-Sample-Rate": str(rate),
+            "X-Hayaku-Sample-Rate": str(enc.rate),
             "X-Hayaku-Timings": header_json(_timings(first_audio=ctx.stages["first_audio"])),
+            **openai_api.ignored_headers(body),
         }
         return self._stream_response(v, "speech", ctx, t0, chunks(), media, headers)
+
+    @app.get("/v1/models", summary="The model names /v1/audio/speech takes (OpenAI-compatible)")
+    async def list_models(self) -> Any:
+        return JSONResponse(openai_api.models_body(self.model_ids))
+
+    @app.get("/v1/audio/voices", summary="Every voice name /v1/audio/speech takes, and the voice each speaks with")
+    async def list_voices(self, request: Request) -> Any:
+        rid = request_id_of(request)
+        try:
+            v, _ = self._pick(request, None)
+            described = await _within(v.sp.call("describe"), HEALTH_TIMEOUT_S)
+            return JSONResponse(openai_api.voices_body(described, v.name))
+        except Exception as exc:
+            return error_response(exc, rid)
 
     @staticmethod
     async def _chain(before: list[Any], rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
@@ -570,9 +595,7 @@ class Ingress:
         responses={
             200: {
                 "content": {
-                    "audio/wav": {},
-                    "audio/pcm": {},
-                    "audio/flac": {},
+                    **{t: {} for t in audio.MEDIA_TYPES.values()},
                     "application/json": {},
                     "application/x-ndjson": {},
                 }
@@ -588,6 +611,7 @@ class Ingress:
     async def _speech_translate(self, v: _Variant, ctx: _Ctx, body: SpeechTranslateRequest, rid: str) -> Response:
         t0 = time.perf_counter()
         src, tgt = self._langs(body.source_lang, body.target_lang)
+        audio.check_format(body.format, stream=body.stream and body.response == "audio")
         sentences = self._sentences(body.text, src)
         translations, spoken = self._pipeline(v, sentences, src, tgt, body.voice, body.speed)
         if body.stream:
@@ -610,7 +634,7 @@ class Ingress:
                 translation=translation,
                 audio_base64=base64.b64encode(data).decode(),
                 format=body.format,
-                sample_rate=rate,
+                sample_rate=audio.codec_rate(body.format, rate),
                 duration_s=round(len(samples) / rate, 4),
                 translator=translator,
                 speaker=speaker,
@@ -626,7 +650,7 @@ class Ingress:
                 "X-Hayaku-Translator": translator["backend"],
                 "X-Hayaku-Speaker": speaker["backend"],
                 "X-Hayaku-Voice": speaker["voice"],
-                "X-Hayaku-Sample-Rate": str(rate),
+                "X-Hayaku-Sample-Rate": str(audio.codec_rate(body.format, rate)),
                 "X-Hayaku-Timings": header_json(timings),
             },
         )
@@ -642,13 +666,10 @@ class Ingress:
         spoken: list[Awaitable[Any]],
         t0: float,
     ) -> Response:
-        if body.format == "flac" and body.response == "audio":
-            _cancel([*translations, *spoken])
-            raise InvalidRequest("streamed audio is wav or pcm; flac cannot be streamed", status=422)
         tgt = self._langs(body.source_lang, body.target_lang)[1]
         pieces = self._pieces(translations, spoken, time.monotonic() + self.timeout_s, ctx)
         before, first = await self._first_audio(pieces)
-        rate = first.sample_rate
+        enc = None if body.response == "json" else audio.Encoder(body.format, first.sample_rate)
         ctx.stages["first_audio"] = (time.perf_counter() - t0) * 1000
         first_tr = next(tr for _, tr, _ in before if tr is not None)
         translator = {k: first_tr[k] for k in ("backend", "model", "options")}
@@ -658,8 +679,6 @@ class Ingress:
             texts: list[str] = []
             n = 0
             try:
-                if not as_json and body.format == "wav":
-                    yield audio.wav_stream_header(rate)
                 async for i, tr, sp in self._chain(before, pieces):
                     assert tr is not None
                     texts.append(tr["text"])
@@ -674,8 +693,10 @@ class Ingress:
                             "index": i,
                             "source": sentences[i],
                             "translation": tr["text"],
-                            "audio_base64": base64.b64encode(audio.encode_result(sp, "wav")).decode() if sp else None,
-                            "format": "wav",
+                            "audio_base64": base64.b64encode(audio.encode_result(sp, body.format)).decode()
+                            if sp
+                            else None,
+                            "format": body.format,
                             "sample_rate": sp.sample_rate if sp else None,
                             "timings_ms": _timings(
                                 translate=tr["timings_ms"]["translate"],
@@ -684,10 +705,13 @@ class Ingress:
                             ),
                         }
                         yield _ndjson(line)
-                    elif sp is not None:
-                        pcm = audio.pcm_bytes(audio.at_rate(sp, rate))
-                        yield (audio.pcm_bytes(audio.silence(rate, GAP_S)) + pcm) if n else pcm
+                    elif sp is not None and enc is not None:
+                        data = _stream_piece(enc, sp, first=not n)
+                        if data:
+                            yield data
                     n += int(sp is not None)
+                if enc is not None and (tail := enc.close()):
+                    yield tail
                 if as_json:
                     yield _ndjson(
                         {
@@ -717,7 +741,7 @@ class Ingress:
             "X-Hayaku-Translator": translator["backend"],
             "X-Hayaku-Speaker": first.backend,
             "X-Hayaku-Voice": first.voice,
-            "X-Hayaku-Sample-Rate": str(rate),
+            "X-Hayaku-Sample-Rate": str(enc.rate if enc else first.sample_rate),
             "X-Hayaku-Timings": header_json(_timings(first_audio=ctx.stages["first_audio"])),
         }
         return self._stream_response(v, "speech-translate", ctx, t0, chunks(), media, headers)

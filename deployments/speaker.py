@@ -34,7 +34,12 @@ def build_speaker(stage: dict[str, Any], max_chars: int, lang: str) -> SpeakerBa
 
     def create(s: dict[str, Any]) -> SpeakerBackend:
         return registry.create_speaker(
-            s["backend"], s.get("model"), s.get("options"), voice=s.get("voice"), max_chars=max_chars
+            s["backend"],
+            s.get("model"),
+            s.get("options"),
+            voice=s.get("voice"),
+            max_chars=max_chars,
+            voice_map=s.get("voices"),
         )
 
     def probe(backend: SpeakerBackend) -> Any:
@@ -74,7 +79,12 @@ class SpeakerReplica(BackendHolder[SpeakerBackend]):
     def describe(self) -> dict[str, Any]:
         """What runs now (after any reconfigure), for GET /v1/graph."""
         backend = self._backend
-        return {**self._live(), "voice": backend.voice or backend.default_voice, "voices": list(backend.list_voices())}
+        return {
+            **self._live(),
+            "voice": backend.voice or backend.default_voice,
+            "voices": list(backend.list_voices()),
+            "aliases": backend.voice_aliases(),
+        }
 
     async def speak(
         self, item: str | dict[str, Any] | HayakuError, lang: str, voice: str | None = None, speed: float = 1.0

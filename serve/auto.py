@@ -183,7 +183,12 @@ class ResolvedGraph:
             t["backend"], model=t["model"], options=t["options"], max_chars=a.limits.max_chars
         )
         speaker = registry.create_speaker(
-            s["backend"], model=s["model"], options=s["options"], voice=s["voice"], max_chars=a.limits.max_chars
+            s["backend"],
+            model=s["model"],
+            options=s["options"],
+            voice=s["voice"],
+            max_chars=a.limits.max_chars,
+            voice_map=s.get("voices"),
         )
         return SpeechTranslator(translator, speaker, source_lang=a.source_lang, target_lang=a.target_lang)
 
@@ -280,6 +285,7 @@ def _why_not(role: str, cand: Candidate, stage: dict[str, Any], max_chars: int) 
                 {**cand.options, **(stage.get("options") or {})},
                 voice=voice,
                 max_chars=max_chars,
+                voice_map=stage.get("voices"),
             )
         except InvalidRequest as exc:
             return str(exc)

@@ -71,12 +71,20 @@ class TranslatorFallback(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="The backend's own options.")
 
 
+VOICES_DESCRIPTION = (
+    "Aliases -> this speaker's voices, e.g. {alloy: jf_nezumi}. OpenAI's voice names (alloy, ash, ballad, coral, "
+    "echo, fable, nova, onyx, sage, shimmer, verse) are aliases already, mapped by the backend (names it leaves out "
+    "take `voice`); entries here override them or add names of your own."
+)
+
+
 class SpeakerFallback(_Strict):
     """A speaker tried when the ones before it in the stage fail."""
 
     backend: str = Field(..., description="A speaker backend name (see `hayaku backends`); not 'auto'.")
     model: str | None = Field(None, description="Model name or path where the speaker takes one.")
     voice: str | None = Field(None, description="This speaker's voice; None takes its default voice.")
+    voices: dict[str, str] = Field(default_factory=dict, description=VOICES_DESCRIPTION)
     options: dict[str, Any] = Field(default_factory=dict, description="The backend's own options.")
 
 
@@ -118,6 +126,7 @@ class SpeakerStage(_Strict):
     backend: str = Field(AUTO, description="A speaker backend name (see `hayaku backends`) or 'auto'.")
     model: str | None = Field(None, description="Model name or path where the speaker takes one; None for default.")
     voice: str | None = Field(None, description="Default voice; None takes the speaker's default voice.")
+    voices: dict[str, str] = Field(default_factory=dict, description=VOICES_DESCRIPTION)
     options: dict[str, Any] = Field(
         default_factory=dict, description="The backend's own options, validated against its Options class."
     )
@@ -383,13 +392,19 @@ def check_stage(role: str, stage: dict[str, Any], where: str, max_chars: int = D
         parse_options(cls.Options, stage.get("options"), where=f"{where}.options")
     except InvalidRequest as exc:
         raise ConfigError(str(exc)) from None
-    if role == "speaker" and stage.get("voice"):
+    if role == "speaker" and (stage.get("voice") or stage.get("voices")):
         try:
             registry.create_speaker(
-                name, stage.get("model"), stage.get("options"), voice=stage["voice"], max_chars=max_chars
+                name,
+                stage.get("model"),
+                stage.get("options"),
+                voice=stage.get("voice"),
+                max_chars=max_chars,
+                voice_map=stage.get("voices"),
             )
         except InvalidRequest as exc:
-            raise ConfigError(f"{where}.voice: {exc}") from None
+            # the voices mapping's own messages start with "voices.<alias>"
+            raise ConfigError(f"{where}.{'' if str(exc).startswith('voices.') else 'voice: '}{exc}") from None
 
 
 def merge_update(stage: dict[str, Any], update: dict[str, Any] | None, role: str, where: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
@@ -40,8 +40,8 @@ from serve.admission import ServiceRate
 log = logging.getLogger("hayaku.http")
 
 REQUEST_ID_HEADER = "x-request-id"
-AudioFormat = Literal["wav", "pcm", "flac"]
-assert set(FORMATS) == {"wav", "pcm", "flac"}, "keep AudioFormat in step with backends.audio.FORMATS"
+AudioFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+assert get_args(AudioFormat) == FORMATS, "keep AudioFormat in step with backends.audio.FORMATS"
 
 
 def _valid_unicode(value: Any) -> Any:
@@ -89,16 +89,36 @@ class SpeechRequest(_Body):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model: str = Field("hayaku", description="Any name ('hayaku', 'tts-1') or the running speaker backend's name.")
-    input: str = Field(..., description="Text to speak, in the graph's target language.")
-    voice: str | None = Field(None, description="One of the speaker's voices; default: the configured voice.")
-    response_format: AudioFormat = Field("wav", description="wav, pcm (s16le mono) or flac.")
+    model: str = Field(
+        "tts-1",
+        description="tts-1, tts-1-hd, gpt-4o-mini-tts, hayaku or a speaker backend of this graph (GET /v1/models): "
+        "each speaks with the graph's speaker.",
+    )
+    input: str = Field(
+        ..., description="Text to speak, in the graph's target language; at most 4096 characters, as OpenAI's."
+    )
+    voice: str | None = Field(
+        None,
+        description="An OpenAI voice name (alloy, ash, ...; the config's `voices:` says which voice each stands "
+        "for), one of the speaker's voices, or an alias from `voices:` (GET /v1/audio/voices); default: the "
+        "configured voice.",
+    )
+    response_format: AudioFormat = Field(
+        "mp3",
+        description="mp3 (the default, as OpenAI's), opus (Ogg), aac (ADTS; needs PyAV), flac, wav, or pcm "
+        "(s16le mono at 24 kHz, as OpenAI's).",
+    )
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate, 0.25 to 4.0.")
-    instructions: str | None = Field(None, description="Accepted for OpenAI compatibility; ignored.")
+    instructions: str | None = Field(
+        None,
+        description="Accepted for OpenAI compatibility; no hayaku speaker takes instructions, so they are ignored "
+        "and the response says so in X-Hayaku-Ignored.",
+    )
     stream_format: Literal["audio", "sse"] | None = Field(
         None,
         description="None: one whole file. 'audio': the file streamed sentence by sentence as it is synthesised "
-        "(wav or pcm). 'sse': server-sent events speech.audio.delta (base64 PCM) then speech.audio.done.",
+        "(any format but flac). 'sse': server-sent events speech.audio.delta (base64 pieces of that stream) then "
+        "speech.audio.done.",
     )
     user: str | None = Field(
         None, max_length=256, description="Client key for A/B stickiness (as the X-Hayaku-Key header): hashed."
@@ -110,7 +130,11 @@ class SpeechTranslateRequest(_Body):
     source_lang: str | None = Field(None, description="Source language; default from the config.")
     target_lang: str | None = Field(None, description="Target language; default from the config.")
     voice: str | None = Field(None, description="One of the speaker's voices; default: the configured voice.")
-    format: AudioFormat = Field("wav", description="Audio format: wav, pcm (s16le mono) or flac.")
+    format: AudioFormat = Field(
+        "wav",
+        description="Audio format: wav, mp3, opus (Ogg), aac (ADTS; needs PyAV), flac, or pcm (s16le mono at the "
+        "speaker's rate, in X-Hayaku-Sample-Rate). A stream of audio can be any but flac.",
+    )
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Speaking rate, 0.25 to 4.0.")
     response: Literal["audio", "json"] = Field(
         "audio",

@@ -84,17 +84,17 @@ def test_speech_translate_audio_and_json(client: httpx.Client) -> None:
 def test_openai_client(client: httpx.Client) -> None:
     openai = pytest.importorskip("openai", reason="needs the openai client: pip install 'hayaku[test]'")
     oc = openai.OpenAI(base_url=f"{str(client.base_url).rstrip('/')}/v1", api_key="x", max_retries=0)
-    audio = oc.audio.speech.create(model="hayaku", voice="sine", input="こんにちは。元気です。")
+    audio = oc.audio.speech.create(model="hayaku", voice="sine", input="こんにちは。元気です。", response_format="wav")
     samples, rate = decode_wav(audio.content)
     assert rate == 24000 and rms(samples) > 0.05
     flac = oc.audio.speech.create(model="tone", voice="square", input="テスト", response_format="flac")
     assert flac.content[:4] == b"fLaC"
     with pytest.raises(openai.UnprocessableEntityError) as err:
-        oc.audio.speech.create(model="tts-1", voice="alloy", input="hi")
-    assert "sine, square" in str(err.value)
+        oc.audio.speech.create(model="tts-1", voice="nightingale", input="hi")
+    assert "sine, square" in str(err.value) and "alloy, ash" in str(err.value)
     with pytest.raises(openai.UnprocessableEntityError) as err:
-        oc.audio.speech.create(model="tts-1", voice="sine", input="hi", response_format="mp3")
-    assert "'wav', 'pcm' or 'flac'" in str(err.value)
+        oc.audio.speech.create(model="tts-1", voice="sine", input="hi", response_format="ogg")  # type: ignore[arg-type]
+    assert "'mp3', 'opus', 'aac', 'flac', 'wav' or 'pcm'" in str(err.value)
     # The official client's streaming call: PCM arrives sentence by sentence, the same audio as whole.
     whole = oc.audio.speech.create(model="hayaku", voice="sine", input="こんにちは。元気です。", response_format="pcm")
     with oc.audio.speech.with_streaming_response.create(
@@ -116,8 +116,8 @@ def test_openai_client(client: httpx.Client) -> None:
         ("/v1/translate", {"text": "hi", "target_lang": "xx"}, 422, "valid codes: ar, de"),
         ("/v1/translate", {"text": "hi", "source_lang": "ja", "target_lang": "ja"}, 422, "nothing to translate"),
         ("/v1/speech-translate", {"text": "hi", "voice": "../etc"}, 422, "not a path"),
-        ("/v1/speech-translate", {"text": "hi", "voice": "alloy"}, 422, "valid voices: sine, square"),
-        ("/v1/speech-translate", {"text": "hi", "format": "mp3"}, 422, "'wav', 'pcm' or 'flac'"),
+        ("/v1/speech-translate", {"text": "hi", "voice": "nightingale"}, 422, "valid voices: sine, square"),
+        ("/v1/speech-translate", {"text": "hi", "format": "ogg"}, 422, "'mp3', 'opus', 'aac', 'flac', 'wav' or 'pcm'"),
         ("/v1/speech-translate", {"text": "hi", "speed": 9}, 422, "speed"),
         ("/v1/audio/speech", {"input": ["a"]}, 422, "input: Input should be a valid string"),
         ("/v1/nope", {}, 404, "Not Found"),

@@ -51,8 +51,8 @@ def _yaml(tmp_path: Path, args: dict[str, Any], deployments: list[dict[str, Any]
             "applications[0].args.speaker.options.frequency: Input should be a valid number",
         ),
         (
-            {**TINY, "speaker": {"backend": "tone", "voice": "alloy"}},
-            "applications[0].args.speaker.voice: unknown voice 'alloy' for tone; valid voices: sine, square",
+            {**TINY, "speaker": {"backend": "tone", "voice": "nightingale"}},
+            "applications[0].args.speaker.voice: unknown voice 'nightingale' for tone; valid voices: sine, square",
         ),
         (
             {**TINY, "speaker": {"backend": "tone", "voice": "../x"}},

@@ -86,8 +86,8 @@ def test_audio_formats_roundtrip(fmt: str) -> None:
 
 
 def test_unknown_audio_format() -> None:
-    with pytest.raises(InvalidRequest, match="mp3"):
-        encode(np.zeros(10, np.float32), 24000, "mp3")
+    with pytest.raises(InvalidRequest, match="'ogg'; supported formats: mp3, opus, aac, flac, wav, pcm"):
+        encode(np.zeros(10, np.float32), 24000, "ogg")
 
 
 def test_pipeline_echo_tone() -> None:
