@@ -12,8 +12,8 @@ The Serve YAML stays the one source of truth. ``generate`` derives from it:
   sized so that a node holds as many replicas as its one unit allows (``num-cpus``), with
   ``minReplicas``/``maxReplicas`` from the deployments' replica counts or ``autoscaling_config``;
   the Ingress deployment's resources go on the head (``proxy_location: HeadOnly``);
-- ``HAYAKU_HOME`` on a volume, and on groups that run a translator an init container that runs
-  ``hayaku models prepare`` (per-node warmup of the model cache; README, "Multi-node cluster").
+- every pod on the image the project's ``Dockerfile`` builds, whose ``HAYAKU_HOME`` already holds the
+  prepared default models (``hayaku models prepare`` at build time): no pod builds a model cache.
 
 ``check`` compares what the Serve YAML decides, the Serve config and each group's
 ``rayStartParams`` and replica bounds, and prints a unified diff where they differ. The rest of
@@ -42,7 +42,6 @@ DEFAULT_OUTPUT = Path("deploy/kuberay/rayservice.yaml")
 DEFAULT_IMAGE = "hayaku:latest"
 INGRESS = "Ingress"
 SERVE_PORT = 8000
-MODELS_MOUNT = "/models"
 #: memory per logical CPU of a pod (the LLM translator needs ~3 GiB per replica)
 MEMORY_GIB_PER_CPU = 4
 
@@ -58,10 +57,6 @@ class NodeGroup:
     min_pods: int = 0
     max_pods: int = 0
     deployments: list[str] = field(default_factory=list)
-
-    @property
-    def runs_translator(self) -> bool:
-        return any(d.startswith("Translator") for d in self.deployments)
 
 
 def group_name(resources: tuple[str, ...]) -> str:
@@ -164,7 +159,7 @@ def _container(name: str, image: str, group: NodeGroup, head: bool) -> dict[str,
     limits: dict[str, Any] = {"cpu": _cpus(math.ceil(cpus)), "memory": f"{MEMORY_GIB_PER_CPU * math.ceil(cpus)}Gi"}
     if group.num_gpus:
         limits["nvidia.com/gpu"] = math.ceil(group.num_gpus)
-    env: list[dict[str, Any]] = [{"name": "HAYAKU_HOME", "value": MODELS_MOUNT}]
+    env: list[dict[str, Any]] = []
     if head:
         # the Ingress replica (on the head) reads its API key from here; see `security` in serve/config.py
         env.append(
@@ -173,13 +168,10 @@ def _container(name: str, image: str, group: NodeGroup, head: bool) -> dict[str,
                 "valueFrom": {"secretKeyRef": {"name": "hayaku-api-key", "key": "api-key", "optional": True}},
             }
         )
-    container: dict[str, Any] = {
-        "name": name,
-        "image": image,
-        "env": env,
-        "resources": {"requests": dict(limits), "limits": limits},
-        "volumeMounts": [{"name": "hayaku-models", "mountPath": MODELS_MOUNT}],
-    }
+    resources = {"requests": dict(limits), "limits": limits}
+    container: dict[str, Any] = {"name": name, "image": image, "resources": resources}
+    if env:
+        container["env"] = env
     if head:
         container["ports"] = [
             {"containerPort": 6379, "name": "gcs"},
@@ -191,21 +183,9 @@ def _container(name: str, image: str, group: NodeGroup, head: bool) -> dict[str,
 
 
 def _pod_template(container_name: str, image: str, group: NodeGroup, head: bool) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "containers": [_container(container_name, image, group, head)],
-        # per-pod model cache; put a ReadWriteMany volume here to share one cache across nodes
-        "volumes": [{"name": "hayaku-models", "emptyDir": {}}],
-    }
-    if group.runs_translator:
-        spec["initContainers"] = [
-            {
-                "name": "prepare-models",
-                "image": image,
-                "command": ["hayaku", "models", "prepare"],
-                "env": [{"name": "HAYAKU_HOME", "value": MODELS_MOUNT}],
-                "volumeMounts": [{"name": "hayaku-models", "mountPath": MODELS_MOUNT}],
-            }
-        ]
+    # The image's HAYAKU_HOME holds the models it was built with; to share one cache across nodes
+    # instead, mount a ReadWriteMany volume and set HAYAKU_HOME to it (README, "Multi-node cluster").
+    spec: dict[str, Any] = {"containers": [_container(container_name, image, group, head)]}
     return {"spec": spec}
 
 
