@@ -20,10 +20,14 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 
 # espeak-ng is a system program (the espeak backend runs it as a subprocess); with the test extra,
 # Debian's chromium is the browser that tests/e2e/test_web_page.py drives (Playwright's own download
-# needs the web).
+# needs the web), and fonts-noto-cjk the font it draws the page's Japanese with (without one, empty boxes).
 APT=()
 command -v espeak-ng >/dev/null 2>&1 || APT+=(espeak-ng)
-case ",$EXTRAS," in *,test,* | *,all,*) command -v chromium >/dev/null 2>&1 || APT+=(chromium) ;; esac
+case ",$EXTRAS," in *,test,* | *,all,*)
+  command -v chromium >/dev/null 2>&1 || APT+=(chromium)
+  [ -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ] || APT+=(fonts-noto-cjk)
+  ;;
+esac
 if [ ${#APT[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   say "installing ${APT[*]} (Debian packages)"
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT[@]}" >/dev/null) \

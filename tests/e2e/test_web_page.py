@@ -30,6 +30,8 @@ START_TIMEOUT_S = 180
 MAX_CHARS = 300
 KEY_ENV, API_KEY = "HAYAKU_WEB_TEST_KEY", "web-test-key"
 SENTENCES = ["Hello, how are you today?", "The weather is lovely.", "Let us go for a walk."]
+#: the echo translator puts this before each sentence, so the page has Japanese to draw
+JA_PREFIX = "日本語訳："
 CHROMIUM_ARGS = [
     "--no-sandbox",  # as root, Chromium refuses to start with its sandbox
     "--autoplay-policy=no-user-gesture-required",
@@ -55,7 +57,10 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     faulty = {"backend": "tone", "voice": "sine", "options": {"fault": "raise", "fault_every": 2}}
     variants = [{"name": "main", "weight": 1}, {"name": "faulty", "weight": 0, "speaker": faulty}]
     log = tmp / "serve.log"
-    config = _config(tmp, port, limits=limits, variants=variants, security={"api_key_env": KEY_ENV})
+    translator = {"backend": "echo", "options": {"prefix": JA_PREFIX}}
+    config = _config(
+        tmp, port, translator=translator, limits=limits, variants=variants, security={"api_key_env": KEY_ENV}
+    )
     with pytest.MonkeyPatch.context() as env:  # the ingress replica reads the key from serve run's environment
         env.setenv(KEY_ENV, API_KEY)
         proc = _start(config, log)
@@ -119,6 +124,23 @@ def _finished(pg: Any, timeout_ms: int = 30_000) -> dict[str, Any]:
     return state
 
 
+def _assert_japanese_drawn(pg: Any) -> None:
+    """Each translation is visible, and Chromium drew its Japanese with a font that has the glyphs:
+    without one (no CJK font installed) the same text is drawn as empty boxes by a Latin font."""
+    translations = pg.locator("#sentences .ja")
+    assert translations.count() == len(SENTENCES)
+    cdp = pg.context.new_cdp_session(pg)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    nodes = cdp.send("DOM.querySelectorAll", {"nodeId": root, "selector": "#sentences .ja"})["nodeIds"]
+    for i, node in enumerate(nodes):
+        assert translations.nth(i).is_visible() and translations.nth(i).inner_text() == JA_PREFIX + SENTENCES[i]
+        fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+        cjk = sum(f["glyphCount"] for f in fonts if "CJK" in f["familyName"])
+        assert cjk >= len(JA_PREFIX), f"Japanese drawn without a CJK font ({fonts}): apt-get install fonts-noto-cjk"
+
+
 def test_type_speak_hear(page: Any, artifacts: Path) -> None:
     assert page.title().startswith("hayaku")
     _sign_in(page)
@@ -134,11 +156,12 @@ def test_type_speak_hear(page: Any, artifacts: Path) -> None:
     # One streamed line per sentence, in order, each played (its audio decoded and scheduled).
     assert h["chunks"] == len(SENTENCES)
     assert [s["index"] for s in h["sentences"]] == list(range(len(SENTENCES)))
-    assert [s["translation"] for s in h["sentences"]] == SENTENCES  # echo translator
+    assert [s["translation"] for s in h["sentences"]] == [JA_PREFIX + s for s in SENTENCES]  # echo translator
     assert h["clientFirstAudioMs"] is not None and h["clientFirstAudioMs"] > 0
     shown = page.inner_text("#sentences")
     for s in SENTENCES:
-        assert s in shown
+        assert JA_PREFIX + s in shown
+    _assert_japanese_drawn(page)
     assert all(s["timings_ms"]["since_start"] > 0 for s in h["sentences"])
     assert "translate" in shown and "synthesize" in shown
 
