@@ -6,13 +6,12 @@ Slow: it loads the bundled Qwen translator and both voices (prepare them with `h
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
-from test_serve_run import ROOT, _free_port, _start, _stop
+from test_serve_run import ROOT, _free_port, _start, _stop, _wait_healthy
 
 from backends.audio import decode_wav, rms
 
@@ -43,16 +42,7 @@ def test_ab_yaml_serves_two_variants_and_compares_them(tmp_path: Path) -> None:
     proc = _start(_ab_config(tmp_path, port), log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"serve run exited early:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not ready in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
-            time.sleep(2)
+        _wait_healthy(proc, log, base, probe_timeout_s=5.0)
         from benchmarks.load import load
 
         texts = [{"text": t} for t in ("Hello, how are you today?", "Where is the station?", "Thank you very much.")]

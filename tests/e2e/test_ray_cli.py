@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 # Sibling e2e module (pytest puts this folder on sys.path): one way to run `serve run` on a free port.
-from test_serve_run import START_TIMEOUT_S, _config, _free_port, _start, _stop
+from test_serve_run import START_TIMEOUT_S, _config, _free_port, _start, _stop, _wait_healthy
 
 SERVE = Path(sys.executable).with_name("serve")
 #: Ray 2.60 runs the local instance of `serve run` with token auth; its CLI sends the token
@@ -48,16 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
     proc = _start(config, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"serve run exited early:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no /healthz within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        _wait_healthy(proc, log, base)
         yield base, _dashboard(log), config
     finally:
         _stop(proc)

@@ -6,12 +6,11 @@ before `serve run` (or `hayaku serve`) is enough; no secret needs to be written 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from test_serve_run import START_TIMEOUT_S, _config, _free_port, _start, _stop
+from test_serve_run import _config, _free_port, _start, _stop, _wait_healthy
 
 KEY = "e2e-key-from-the-driver-environment"
 
@@ -25,16 +24,7 @@ def test_the_key_in_serve_runs_environment_protects_the_api(tmp_path: Path, monk
     proc = _start(_config(tmp_path, port), log)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:  # /healthz stays public: orchestrators probe it without the key
-            assert proc.poll() is None, f"serve run exited early:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no /healthz within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        _wait_healthy(proc, log, base)  # /healthz stays public: orchestrators probe it without the key
         with httpx.Client(base_url=base, timeout=30) as c:
             denied = c.post("/v1/translate", json={"text": "Hello."})
             assert denied.status_code == 401 and denied.json()["error"]["type"] == "unauthorized"

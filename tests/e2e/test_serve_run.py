@@ -65,22 +65,27 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
     return int(proc.returncode)
 
 
+def _wait_healthy(proc: subprocess.Popen[bytes], log: Path, base: str, probe_timeout_s: float = 2.0) -> None:
+    """Waits until `serve run` answers /healthz; fails with its log if it exits or takes too long."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert proc.poll() is None, f"serve run exited early:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{base}/healthz", timeout=probe_timeout_s).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"no /healthz within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
 def test_serve_run_tiny(tmp_path: Path) -> None:
     port = _free_port()
     log = tmp_path / "serve.log"
     proc = _start(_config(tmp_path, port), log)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, f"serve run exited early:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no /healthz within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.5)
+        _wait_healthy(proc, log, base)
         with httpx.Client(base_url=base, timeout=30) as c:
             r = c.post("/v1/translate", json={"text": "Hello, how are you today?"})
             assert r.status_code == 200 and r.json()["translation"] == "Hello, how are you today?"
