@@ -57,7 +57,7 @@ log = logging.getLogger("hayaku.auto")
 
 PROFILE_FORMAT = 1
 NLLB = "facebook/nllb-200-distilled-600M"
-QWEN = "qwen2.5-1.5b-instruct"
+QWEN = "qwen2.5-coder-1.5b-instruct"
 
 
 @dataclass(frozen=True)
