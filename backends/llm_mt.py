@@ -169,6 +169,13 @@ class LLMOptions(BackendOptions):
             " repertoire (simplified-Chinese forms such as 过 or 场)."
         ),
     )
+    no_latin: bool = Field(
+        False,
+        description=(
+            "For Japanese targets (runtime llama.cpp), never generate Latin-letter tokens except those spelling"
+            " names and acronyms of the source (capitalised words, 'PDF'), so English words are not left in."
+        ),
+    )
     repetition_penalty: float = Field(
         1.0, ge=1.0, le=10.0, description="Penalty (>1) on tokens already generated; 1 disables it."
     )
@@ -186,6 +193,8 @@ class LLMOptions(BackendOptions):
     def _runtime_supports(self) -> LLMOptions:
         if self.runtime == "llama.cpp" and self.no_repeat_ngram_size:
             raise ValueError("no_repeat_ngram_size is not available with runtime llama.cpp; use repetition_penalty")
+        if self.no_latin and self.runtime != "llama.cpp":
+            raise ValueError(f"no_latin is only available with runtime llama.cpp, not {self.runtime}")
         return self
 
 
@@ -209,6 +218,7 @@ class LLMTranslator(Translator):
         self._suppress_seqs: tuple[list[int], list[list[str]]] | None = None
         self._prefixes: dict[tuple[str, str], list[int]] = {}
         self._bias: list[list[Any]] | None = None
+        self._latin: list[int] | None = None
         self._overhead: dict[tuple[str, str], int] = {}
         # tokenizers and torch generate are not safe to drive from several threads at once
         self._lock = threading.Lock()
@@ -348,6 +358,7 @@ class LLMTranslator(Translator):
         self._tokenizer = None
         self._suppressed = None
         self._bias = None
+        self._latin = None
         self._overhead = {}
         self._suppress_seqs = None
         self._prefixes = {}
@@ -464,6 +475,17 @@ class LLMTranslator(Translator):
                 self._bias = [[i, False] for i in self.suppressed_ids()]
         return self._bias
 
+    def _latin_bias(self, text: str) -> list[list[Any]]:
+        """Bans of the Latin-letter tokens, less those that spell the names and acronyms of ``text``."""
+        engine = self._runtime
+        with self._lock:
+            if self._latin is None:
+                from backends.llamacpp_rt import vocab_pieces
+
+                self._latin = [i for i, piece in vocab_pieces(engine.meta) if _LATIN_PIECE.fullmatch(piece)]
+        allowed = {i for w in kept_names(text) for form in (w, " " + w) for i in engine.tokenize(form)}
+        return [[i, False] for i in self._latin if i not in allowed]
+
     def _one_llamacpp(self, text: str, src: str, tgt: str) -> tuple[str, int | None]:
         opts = self.options
         assert isinstance(opts, LLMOptions)
@@ -478,6 +500,8 @@ class LLMTranslator(Translator):
                 status=413,
             )
         bias = self._logit_bias() if opts.japanese_kanji_only and tgt == "ja" else None
+        if opts.no_latin and tgt == "ja":
+            bias = (bias or []) + self._latin_bias(text)
         extra: dict[str, Any] = {"cache_prompt": opts.prompt_cache}
         if opts.repetition_penalty != 1.0:
             extra["repeat_penalty"] = opts.repetition_penalty
@@ -578,6 +602,19 @@ def end_of_turn_ids(tokenizer: Any, folder: Path | None = None) -> list[int]:
         if token in vocab:
             add(vocab[token])
     return ids
+
+
+_LATIN_PIECE = re.compile(r" ?[A-Za-z]+")
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def kept_names(source: str) -> set[str]:
+    """Words of ``source`` a translation may keep in Latin letters: acronyms and capitalised names.
+
+    The first word is capitalised anyway, so it counts only in capitals ("PDF", not "Please").
+    """
+    words = LATIN_WORD.findall(source)
+    return {w for i, w in enumerate(words) if (w.isupper() and len(w) > 1) or (i > 0 and w[0].isupper())}
 
 
 @functools.lru_cache(maxsize=8192)

@@ -97,18 +97,17 @@ FORMULAS = (
 )
 #: how far outside the corpus's own reference/source length ratios an output must be to be flagged
 RATIO_SLACK = 1.5
-_LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 
 
 def untranslated_words(output: str, source: str) -> list[str]:
     """Latin-letter words of ``output`` that are not names or acronyms kept from ``source``.
 
-    A word is excepted when the source has it capitalised (not as its first word) or in
-    capitals: "Ms. Tanaka", "PDF", "USB" may stay; "peanuts", "jacket" may not.
+    "Ms. Tanaka", "PDF", "USB" may stay; "peanuts", "jacket" may not (``kept_names``).
     """
-    words = _LATIN_WORD.findall(source)
-    kept = {w.lower() for i, w in enumerate(words) if w.isupper() or (i > 0 and w[0].isupper())}
-    return [w for w in _LATIN_WORD.findall(output) if w.lower() not in kept]
+    from backends.llm_mt import LATIN_WORD, kept_names
+
+    kept = {w.lower() for w in kept_names(source)}
+    return [w for w in LATIN_WORD.findall(output) if w.lower() not in kept]
 
 
 def ratio_bounds(pairs: Sequence[Pair]) -> tuple[float, float]:

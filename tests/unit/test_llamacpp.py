@@ -124,3 +124,25 @@ def test_broken_gguf_files_are_clear_errors(tiny_gguf: Path, tmp_path: Path) -> 
     for name in ("a.gguf", "b.gguf"):
         shutil.copy(tiny_gguf, two / name)
     assert ".gguf" in (LLMTranslator.unavailable_reason(str(two)) or "")  # which one? refused, not guessed
+
+
+def test_no_latin_is_llamacpp_only_and_keeps_names_of_the_source() -> None:
+    from backends.llm_mt import LLMOptions, kept_names
+
+    assert kept_names("Please send the PDF to Ms. Tanaka.") == {"PDF", "Ms", "Tanaka"}
+    assert kept_names("Jacket on, please.") == set()
+    with pytest.raises(ValueError, match=r"no_latin is only available with runtime llama\.cpp"):
+        LLMOptions(runtime="ctranslate2", no_latin=True)
+
+
+def test_latin_bias_bans_latin_tokens_but_not_the_names_of_the_source(tiny: LLMTranslator) -> None:
+    from backends.llamacpp_rt import vocab_pieces
+
+    pieces = dict(vocab_pieces(tiny._runtime.meta))
+    banned = {i for i, _ in tiny._latin_bias("I like green tea.")}
+    assert banned and all(pieces[i].strip().isascii() and pieces[i].strip().isalpha() for i in banned)
+    tanaka = set(tiny._runtime.tokenize(" Tanaka")) | set(tiny._runtime.tokenize("Tanaka"))
+    latin_tanaka = {i for i in tanaka if i in banned}
+    assert latin_tanaka, "the tiny vocabulary spells Tanaka with Latin tokens"
+    with_name = {i for i, _ in tiny._latin_bias("Please call Ms. Tanaka.")}
+    assert not latin_tanaka & with_name
