@@ -47,7 +47,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _overload(base: str, texts: list[str], connections: int, seconds: float, deadline_s: float) -> dict[str, Any]:
     """What ``wrk -c N -d S`` shows: every connection sends again as soon as its answer arrives (no back-off)."""
-    from benchmarks.common import markdown_table
+    from benchmarks.common import Sample, Series, markdown_table
     from benchmarks.load import load
 
     print(f"overload: {connections} connections for {seconds:.0f} s ...", file=sys.stderr, flush=True)
@@ -59,29 +59,25 @@ def _overload(base: str, texts: list[str], connections: int, seconds: float, dea
     # the client's timeout sits past the server's deadline, so a late answer is seen, not cut off
     res = load(base, "/v1/speech-translate", payloads, connections, max_requests=10**9, max_seconds=seconds,
                timeout_s=max(deadline_s, 30.0) * 2)  # fmt: skip
-    by_status: dict[int, list[float]] = {}
+    by_status: dict[int, Series] = {}
     for r in res.records:
-        by_status.setdefault(r.status, []).append(r.latency_ms)
-
-    def pct(xs: list[float], q: float) -> float:
-        xs = sorted(xs)
-        return xs[min(len(xs) - 1, round(q / 100 * (len(xs) - 1)))]
-
+        by_status.setdefault(r.status, Series(str(r.status))).samples.append(Sample(r.latency_ms))
     rows = [
-        [str(code) if code else "no answer", len(xs), len(xs) / res.wall_s, pct(xs, 50), pct(xs, 99), max(xs)]
-        for code, xs in sorted(by_status.items())
-    ]
+        [str(code) if code else "no answer", len(ser.samples), len(ser.samples) / res.wall_s, ser.pct(50),
+         ser.pct(99), max(ser.ok_ms)]
+        for code, ser in sorted(by_status.items())
+    ]  # fmt: skip
     table = markdown_table(["status", "answers", "per s", "p50 ms", "p99 ms", "max ms"], rows)
-    ok = by_status.get(200, [])
+    ok = by_status[200].ok_ms if 200 in by_status else []
     within = sum(1 for x in ok if x <= deadline_s * 1000) if deadline_s else len(ok)
     notes = (
-        f"Overload (what `wrk -c {connections} -d {seconds:.0f}s` does): {connections} connections, each sending "
-        f"the next "
-        f"short corpus sentence as soon as its answer arrived, for {res.wall_s:.0f} s. {len(ok)} answers 200 "
+        f"Overload (what `wrk -c {connections} -d {seconds:.0f}s` does): {connections} connections, each sending the "
+        f"next short corpus sentence as soon as its answer arrived, for {res.wall_s:.0f} s. {len(ok)} answers 200 "
         f"({within} within the {deadline_s:.0f} s request deadline); other statuses: "
-        f"{ {k: len(v) for k, v in by_status.items() if k != 200} }; first errors: {res.errors(3)}."
+        f"{ {k: len(v.samples) for k, v in by_status.items() if k != 200} }; first errors: {res.errors(3)}."
     )
-    return {"table": table, "notes": notes, "summary": res.summary(), "by_status": by_status}
+    by_status_ms = {code: ser.ok_ms for code, ser in by_status.items()}
+    return {"table": table, "notes": notes, "summary": res.summary(), "by_status": by_status_ms}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="hayaku-e2e-"))
     config, log = tmp / ns.config.name, tmp / "serve.log"
     config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    limits = (cfg["applications"][0].get("args") or {}).get("limits") or {}
+    deadline_s = float(limits.get("request_timeout_s", 0))
     base = f"http://127.0.0.1:{port}"
     print(f"serve run {config} (log {log}) ...", file=sys.stderr, flush=True)
     proc = serve_run(config, log, hayaku=False)
@@ -150,9 +148,6 @@ def main(argv: list[str] | None = None) -> int:
                     stages.append(json.loads(r.headers.get("X-Hayaku-Timings", "{}")))
                     audio_s = len(samples) / rate
                     print(f"  request {i - 1}/{ns.requests}: {elapsed:.0f} ms", file=sys.stderr)
-            deadline_s = float(
-                ((cfg["applications"][0].get("args") or {}).get("limits") or {}).get("request_timeout_s", 0)
-            )
         if ns.load:
             overload = _overload(base, _short_corpus_sentences(200), ns.load, ns.load_seconds, deadline_s)
     finally:
