@@ -67,6 +67,23 @@ def gpu_visible() -> bool:
     return any("gpu" in str(d.get("type", "")).lower() for d in devices)
 
 
+def greedy_params(path: Path, threads: int, parallel: int, context: int, device: str = "cpu") -> Any:
+    """llama.cpp server parameters for ``path``: greedy, ``parallel`` slots of ``context`` tokens each, quiet."""
+    import xllamacpp
+
+    p = xllamacpp.CommonParams()
+    p.model.path = str(path)
+    p.n_parallel = parallel
+    p.n_ctx = context * parallel  # llama.cpp splits the context evenly between slots
+    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = threads
+    p.n_gpu_layers = 999 if device == "cuda" else 0
+    p.warmup = False  # the replica warms up with a real request, which also fills a slot's cache
+    p.verbosity = 0
+    p.sampling.temp = 0.0
+    p.sampling.top_k = 1
+    return p
+
+
 class LlamaCppEngine:
     """One GGUF model in llama.cpp's server engine; every method is safe to call from many threads."""
 
@@ -88,17 +105,7 @@ class LlamaCppEngine:
         if not self.path.is_file():
             raise BackendUnavailable(f"GGUF file {self.path} does not exist")
         self.meta = check_whole(self.path)
-        p = xllamacpp.CommonParams()
-        p.model.path = str(self.path)
-        p.n_parallel = self.parallel
-        p.n_ctx = self.context * self.parallel  # llama.cpp splits the context evenly between slots
-        p.cpuparams.n_threads = self.threads
-        p.cpuparams_batch.n_threads = self.threads
-        p.n_gpu_layers = 999 if self.device == "cuda" else 0
-        p.warmup = False  # the replica warms up with a real request, which also fills a slot's cache
-        p.verbosity = 0
-        p.sampling.temp = 0.0
-        p.sampling.top_k = 1
+        p = greedy_params(self.path, self.threads, self.parallel, self.context, self.device)
         try:
             self._server = xllamacpp.Server(p)
         except Exception as exc:  # llama.cpp reports a bad file as a generic runtime error

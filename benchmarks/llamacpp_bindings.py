@@ -46,11 +46,9 @@ def worker(binding: str, path: str, threads: int) -> None:
     if binding == "xllamacpp":
         import xllamacpp
 
-        p = xllamacpp.CommonParams()
-        p.model.path = path
-        p.n_ctx, p.n_parallel, p.warmup, p.verbosity = 2048, 1, False, 0
-        p.cpuparams.n_threads = p.cpuparams_batch.n_threads = threads
-        server = xllamacpp.Server(p)
+        from backends.llamacpp_rt import greedy_params
+
+        server = xllamacpp.Server(greedy_params(Path(path), threads, parallel=1, context=2048))
 
         def run(n: int) -> str:
             body = {"prompt": prompt, "max_tokens": n, "temperature": 0, "top_k": 1, "cache_prompt": True}

@@ -26,11 +26,9 @@ from benchmarks.common import machine, markdown_table, write_result
 def _engine(path: Path, threads: int, draft: Path | None = None, n_max: int = 4) -> Any:
     import xllamacpp
 
-    p = xllamacpp.CommonParams()
-    p.model.path = str(path)
-    p.n_parallel, p.n_ctx, p.warmup, p.verbosity = 1, 2048, False, 0
-    p.cpuparams.n_threads = p.cpuparams_batch.n_threads = threads
-    p.sampling.temp, p.sampling.top_k = 0.0, 1
+    from backends.llamacpp_rt import greedy_params
+
+    p = greedy_params(path, threads, parallel=1, context=2048)
     if draft is not None:
         p.speculative.types = [xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE]
         p.speculative.draft.mparams.path = str(draft)

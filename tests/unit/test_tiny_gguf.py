@@ -31,16 +31,9 @@ class Llama:
     def __init__(self, gguf_path: Path) -> None:
         import xllamacpp as xlc
 
-        p = xlc.CommonParams()
-        p.model.path = str(gguf_path)
-        p.n_ctx = 512
-        p.n_parallel = 1
-        p.cpuparams.n_threads = 1
-        p.cpuparams_batch.n_threads = 1
-        p.warmup = False
-        p.verbosity = 0
-        p.sampling.temp = 0
-        p.sampling.top_k = 1
+        from backends.llamacpp_rt import greedy_params
+
+        p = greedy_params(gguf_path, threads=1, parallel=1, context=512)
         p.cache_type_k = p.cache_type_v = xlc.ggml_type.GGML_TYPE_F32
         p.flash_attn_type = xlc.llama_flash_attn_type.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.server = xlc.Server(p)
