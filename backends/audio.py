@@ -18,7 +18,7 @@ import numpy as np
 
 from backends.base import missing_modules
 from backends.errors import InvalidRequest
-from backends.types import SpeechResult
+from backends.types import SpeechResult, to_int16
 
 #: every format, in the order OpenAI's speech API lists them
 FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
@@ -69,11 +69,6 @@ def codec_rate(fmt: str, rate: int) -> int:
     if rates is None or rate in rates:
         return int(rate)
     return next((r for r in rates if r >= rate), rates[-1])
-
-
-def int16(samples: np.ndarray) -> np.ndarray:
-    """Mono samples (float32 in [-1, 1] or int16) as int16."""
-    return samples if samples.dtype == np.int16 else (np.clip(samples, -1, 1) * 32767).astype(np.int16)
 
 
 def resample(pcm: np.ndarray, rate: int, to_rate: int) -> np.ndarray:
@@ -212,7 +207,7 @@ class Encoder:
 
     def write(self, samples: np.ndarray) -> bytes:
         """Adds samples (float32 or int16, at the rate given at construction); returns what is ready to send."""
-        pcm = resample(int16(np.asarray(samples).reshape(-1)), self.in_rate, self.rate)
+        pcm = resample(to_int16(np.asarray(samples).reshape(-1)), self.in_rate, self.rate)
         if self.fmt in ("wav", "pcm"):
             return self._write_raw(pcm)
         if self._file is not None:

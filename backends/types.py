@@ -26,6 +26,11 @@ class Stopwatch:
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
 
 
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Mono samples (float32 in [-1, 1] or int16) as int16."""
+    return samples if samples.dtype == np.int16 else (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
 @dataclass
 class TranslationResult:
     """One translated text with the backend, options and timings that produced it."""
@@ -79,9 +84,7 @@ class SpeechResult:
         return self.audio
 
     def int16(self) -> np.ndarray:
-        if self.audio.dtype == np.int16:
-            return self.audio
-        return (np.clip(self.audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+        return to_int16(self.audio)
 
     def meta(self) -> dict[str, Any]:
         """Everything but the samples, for headers, logs and benchmark rows."""
