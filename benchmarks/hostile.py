@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from hypothesis import strategies as st
 
+from backends.base import OPENAI_VOICES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "hostile-input.json"
 RESULT_LONG = RESULT.with_name("hostile-input-long.json")
@@ -220,10 +222,13 @@ HOSTILE_NAMES = (
     "org/name",
     "facebook/../../etc",
 )
+#: names a voice may also be: its aliases (OpenAI's voice names), which resolve to another voice
+ALIAS_NAMES = st.sampled_from(OPENAI_VOICES)
 NAMES = st.one_of(
     st.sampled_from(HOSTILE_NAMES),
+    ALIAS_NAMES,
     st.text(EVERY_PLANE, max_size=24),
-    st.tuples(st.sampled_from(HOSTILE_NAMES), st.text(EVERY_PLANE, max_size=8)).map("".join),
+    st.tuples(st.sampled_from(HOSTILE_NAMES) | ALIAS_NAMES, st.text(EVERY_PLANE, max_size=8)).map("".join),
 )
 #: JSON/YAML-like leaves: wrong types, big and non-finite numbers, unicode, hostile names
 DUMPABLE_LEAVES = st.one_of(
