@@ -10,7 +10,7 @@ a language pair, so CTranslate2 keeps the model state after it (``static_prompt`
 call only runs the user's text through the model; the output length is bounded by the input's.
 Quality: a few example translations are shown before the text (free once the prefix is
 cached), and for Japanese targets tokens of Han characters that Japanese does not use
-(simplified-Chinese forms such as 过 or 场) are never generated.
+(simplified-Chinese forms such as 过 or 场) or of other scripts (Cyrillic, Hangul) are never generated.
 
 Three runtimes share the prompt and the cleaning: ``llama.cpp`` (the GGUF file itself, in
 llama.cpp's server engine: parallel slots, a per-slot prompt cache; see ``backends.llamacpp_rt``),
@@ -36,6 +36,7 @@ from backends import bundled, store
 from backends.base import BackendOptions, Translator, missing_modules
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import language_name
+from backends.vocab import char_in_script, token_in_script
 
 DEFAULT_MODEL = bundled.QWEN_NAME
 
@@ -166,7 +167,8 @@ class LLMOptions(BackendOptions):
         True,
         description=(
             "For Japanese targets, never generate tokens containing Han characters outside the Japanese"
-            " repertoire (simplified-Chinese forms such as 过 or 场)."
+            " repertoire (simplified-Chinese forms such as 过 or 场) or letters of other scripts (Cyrillic,"
+            " Hangul, Greek ...); Latin letters stay allowed (see no_latin)."
         ),
     )
     no_latin: bool = Field(
@@ -222,6 +224,8 @@ class LLMTranslator(Translator):
         self._overhead: dict[tuple[str, str], int] = {}
         # tokenizers and torch generate are not safe to drive from several threads at once
         self._lock = threading.Lock()
+        self._fill_lock = threading.Lock()
+        self._filled: set[tuple[str, str]] = set()  # language pairs whose prefix every llama.cpp slot holds
 
     @classmethod
     def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
@@ -362,6 +366,7 @@ class LLMTranslator(Translator):
         self._overhead = {}
         self._suppress_seqs = None
         self._prefixes = {}
+        self._filled = set()
         super().close()
 
     def health(self) -> dict[str, Any]:
@@ -455,10 +460,29 @@ class LLMTranslator(Translator):
         """Each text is its own llama.cpp request; the engine decodes them together in its slots."""
         opts = self.options
         assert isinstance(opts, LLMOptions)
+        self._fill_slots(src, tgt)
         if len(texts) == 1:
             return [self._one_llamacpp(texts[0], src, tgt)]
         with ThreadPoolExecutor(min(len(texts), opts.parallel)) as pool:
             return list(pool.map(lambda t: self._one_llamacpp(t, src, tgt), texts))
+
+    def _fill_slots(self, src: str, tgt: str) -> None:
+        """Prefills the pair's fixed prompt prefix in every slot, once (the replica's warm-up pays for it).
+
+        Each llama.cpp slot caches only the prompt it last ran, and neither the server's RAM cache
+        nor a unified KV cache copies a prefix into another slot (measured: 4 concurrent requests
+        on cold slots each prefilled all 160 prompt tokens, 18 s on 2 cores), so without this the
+        first requests that run side by side would each pay for the whole prefix.
+        """
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        with self._fill_lock:
+            if (src, tgt) in self._filled or not opts.prompt_cache or opts.parallel == 1:
+                return
+            chat = self.messages(".", src, tgt)
+            with ThreadPoolExecutor(opts.parallel) as pool:
+                list(pool.map(lambda _: self._runtime.chat(chat, 1), range(opts.parallel)))
+            self._filled.add((src, tgt))
 
     def _prompt_overhead(self, src: str, tgt: str) -> int:
         """Prompt tokens besides the user's text: system prompt, examples and template markers."""
@@ -636,13 +660,14 @@ def is_han(ch: str) -> bool:
 
 
 def non_japanese_chars(text: str) -> str:
-    """The Han characters of ``text`` that Japanese does not use, in order."""
-    return "".join(ch for ch in text if not is_japanese_char(ch))
+    """The characters of ``text`` Japanese text does not contain, in order: Han characters Japanese does
+    not use and letters of other scripts (Cyrillic, Hangul, Greek ...); Latin letters are not counted."""
+    return "".join(ch for ch in text if not char_in_script(ch, "Jpan"))
 
 
 def non_japanese_ids(pieces: Iterable[tuple[int, str]]) -> list[int]:
-    """Ids among ``(id, text)`` pieces whose text contains a Han character Japanese does not use."""
-    return sorted(idx for idx, text in pieces if any(not is_japanese_char(ch) for ch in text))
+    """Ids among ``(id, text)`` pieces whose text has a character ``non_japanese_chars`` would report."""
+    return sorted(idx for idx, text in pieces if not token_in_script(text, "Jpan"))
 
 
 def non_japanese_han_token_ids(tokenizer: Any) -> list[int]:

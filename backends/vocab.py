@@ -83,7 +83,8 @@ def script_of(iso: str) -> str | None:
 
 
 @functools.lru_cache(maxsize=65536)
-def _char_ok(ch: str, script: str) -> bool:
+def char_in_script(ch: str, script: str) -> bool:
+    """Whether ``ch`` may appear in text written in ``script``: its letters, Latin, or anything not a letter."""
     category = unicodedata.category(ch)
     if category[0] not in "LM":  # digits, punctuation, symbols, spaces: every script uses them
         return True
@@ -106,7 +107,7 @@ def token_in_script(token: str, script: str) -> bool:
     """
     if len(token) == 6 and token.startswith("<0x") and token.endswith(">"):
         return True
-    return all(_char_ok(ch, script) for ch in token.replace(_SPACE_MARK, " "))
+    return all(char_in_script(ch, script) for ch in token.replace(_SPACE_MARK, " "))
 
 
 def script_token_ids(tokens: Iterable[tuple[int, str | None]], script: str) -> set[int]:

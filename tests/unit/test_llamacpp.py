@@ -79,6 +79,27 @@ def test_the_fixed_prompt_prefix_is_not_recomputed(tiny: LLMTranslator) -> None:
     assert second["timings"]["prompt_n"] < overhead / 4
 
 
+def test_every_slot_holds_the_prefix_after_the_first_translation(tiny_gguf: Path) -> None:
+    tr = LLMTranslator(str(tiny_gguf), {"max_new_tokens": 2, "threads": 1, "parallel": 3, "context": 512})
+    tr.load()
+    tr.translate(["Hello."], "en", "ja")  # the replica's warm-up
+    overhead = tr._prompt_overhead("en", "ja")
+    timings: list[dict[str, int]] = []
+    barrier = threading.Barrier(3)
+
+    def call(text: str) -> None:
+        barrier.wait()  # side by side, so each request takes a slot of its own
+        timings.append(tr._runtime.chat(tr.messages(text, "en", "ja"), 2)["timings"])
+
+    threads = [threading.Thread(target=call, args=(t,)) for t in TEXTS[:3]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(timings) == 3 and all(t["prompt_n"] < overhead / 4 for t in timings), (timings, overhead)
+    tr.close()
+
+
 def test_a_text_longer_than_the_context_is_refused_before_any_work(tiny_gguf: Path) -> None:
     opts = {"max_new_tokens": 6, "threads": 1, "parallel": 1, "context": 256, "few_shot": 0}
     tr = LLMTranslator(str(tiny_gguf), opts)

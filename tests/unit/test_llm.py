@@ -22,6 +22,7 @@ from backends.llm_mt import (
     is_japanese_char,
     non_japanese_chars,
     non_japanese_han_token_ids,
+    non_japanese_ids,
 )
 from backends.registry import create_translator
 
@@ -256,6 +257,10 @@ def test_japanese_repertoire_rejects_simplified_only_forms() -> None:
     for ch in "機机写空港駅気様広応こカー、。？!aZ1":
         assert is_japanese_char(ch), ch
     assert non_japanese_chars("去机场过敏です") == "场过"
+    # letters of other scripts too (seen in outputs: ミンутス); Latin, full- and half-width forms,
+    # the long-vowel and iteration marks are Japanese text
+    assert non_japanese_chars("ミンутス 행복 αβ café ＡＢＣ ｱｲｳ 々ー「」①") == "ут행복αβ"
+    assert non_japanese_ids([(1, "ут"), (2, "행"), (3, " the"), (4, "ー"), (5, "\ufffd")]) == [1, 2]
 
 
 def test_suppression_list_from_a_tiny_tokenizer() -> None:
