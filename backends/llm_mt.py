@@ -30,12 +30,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from backends import bundled, store
 from backends.base import BackendOptions, Translator, missing_modules
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import language_name
+from backends.memory import Memory, memory_from_tsv
+from backends.memory import bundled as bundled_memory
 from backends.vocab import char_in_script, token_in_script
 
 DEFAULT_MODEL = bundled.QWEN_NAME
@@ -163,6 +165,24 @@ class LLMOptions(BackendOptions):
             "Example translations shown before the text, for language pairs that have them (en->ja); 0 shows none."
         ),
     )
+    retrieve: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description=(
+            "Examples picked per text from the translation memory (those sharing its rarest words), shown after"
+            " the fixed ones: better words for the text, at the cost of prefilling them on every call"
+            " (about 30 prompt tokens each); 0 shows none."
+        ),
+    )
+    memory: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Translation memory for retrieve: a TSV file with a header naming the two language columns"
+            " (default: the pairs bundled for the language pair, backends/memory/)."
+        ),
+    )
     japanese_kanji_only: bool = Field(
         True,
         description=(
@@ -190,6 +210,13 @@ class LLMOptions(BackendOptions):
         max_length=4000,
         description="Replaces the default system prompt; {source} and {target} become language names.",
     )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"memory {value!r} is not a file (a TSV of example pairs)")
+        return value
 
     @model_validator(mode="after")
     def _runtime_supports(self) -> LLMOptions:
@@ -384,14 +411,32 @@ class LLMTranslator(Translator):
         # str.replace, not str.format: a user's prompt may contain other braces
         return template.replace("{source}", language_name(source_lang)).replace("{target}", language_name(target_lang))
 
-    def messages(self, text: str, source_lang: str, target_lang: str) -> list[dict[str, str]]:
-        """The chat: system prompt, example turns for the pair (``few_shot``), then ``text``."""
+    def messages(self, text: str, source_lang: str, target_lang: str, retrieved: bool = True) -> list[dict[str, str]]:
+        """The chat: system prompt, the pair's fixed example turns (``few_shot``), the examples retrieved for
+        ``text`` (``retrieve``; after the fixed ones, so the cached prefix stays the same), then ``text``."""
         opts = self.options
         assert isinstance(opts, LLMOptions)
         chat = [{"role": "system", "content": self.system_prompt(source_lang, target_lang)}]
-        for src, tgt in FEW_SHOT.get((source_lang, target_lang), ())[: opts.few_shot]:
+        examples = list(FEW_SHOT.get((source_lang, target_lang), ())[: opts.few_shot])
+        if retrieved and opts.retrieve:
+            examples += self.memory(source_lang, target_lang).nearest(text, opts.retrieve)
+        for src, tgt in examples:
             chat += [{"role": "user", "content": src}, {"role": "assistant", "content": tgt}]
         return [*chat, {"role": "user", "content": text}]
+
+    def memory(self, source_lang: str, target_lang: str) -> Memory:
+        """The translation memory ``retrieve`` picks from; BackendUnavailable when the pair has none."""
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        if opts.memory:
+            return memory_from_tsv(Path(opts.memory).expanduser(), source_lang, target_lang)
+        found = bundled_memory(source_lang, target_lang)
+        if found is None:
+            raise InvalidRequest(
+                f"no translation memory for {source_lang}->{target_lang} is bundled: give options.memory a TSV file"
+                " or set options.retrieve to 0"
+            )
+        return found
 
     def prompt_ids(self, text: str, source_lang: str, target_lang: str) -> list[int]:
         """Token ids of the chat-formatted prompt, ending where the assistant's answer starts."""
@@ -407,7 +452,9 @@ class LLMTranslator(Translator):
         if key not in self._prefixes:
             marker = "\x00HAYAKU-TEXT\x00"
             prompt = self._tokenizer.apply_chat_template(
-                self.messages(marker, source_lang, target_lang), add_generation_prompt=True, tokenize=False
+                self.messages(marker, source_lang, target_lang, retrieved=False),
+                add_generation_prompt=True,
+                tokenize=False,
             )
             head = prompt[: prompt.index(marker)]
             self._prefixes[key] = list(self._tokenizer(head, add_special_tokens=False)["input_ids"])
@@ -479,7 +526,7 @@ class LLMTranslator(Translator):
         with self._fill_lock:
             if (src, tgt) in self._filled or not opts.prompt_cache or opts.parallel == 1:
                 return
-            chat = self.messages(".", src, tgt)
+            chat = self.messages(".", src, tgt, retrieved=False)
             with ThreadPoolExecutor(opts.parallel) as pool:
                 list(pool.map(lambda _: self._runtime.chat(chat, 1), range(opts.parallel)))
             self._filled.add((src, tgt))
@@ -489,7 +536,7 @@ class LLMTranslator(Translator):
         key = (src, tgt)
         if key not in self._overhead:
             engine = self._runtime
-            self._overhead[key] = len(engine.tokenize(engine.render(self.messages("", src, tgt))))
+            self._overhead[key] = len(engine.tokenize(engine.render(self.messages("", src, tgt, retrieved=False))))
         return self._overhead[key] + TEMPLATE_SLACK
 
     def _logit_bias(self) -> list[list[Any]]:
@@ -516,7 +563,11 @@ class LLMTranslator(Translator):
         engine = self._runtime
         n_in = len(engine.tokenize(text))
         limit = self.length_bound(n_in)
-        needed = self._prompt_overhead(src, tgt) + n_in + limit
+        chat = self.messages(text, src, tgt)
+        # retrieved examples sit between the fixed prefix and the text
+        fixed = len(self.messages("", src, tgt, retrieved=False)) - 1
+        shown = sum(len(engine.tokenize(m["content"])) + TEMPLATE_SLACK for m in chat[fixed:-1])
+        needed = self._prompt_overhead(src, tgt) + shown + n_in + limit
         if needed > opts.context:
             raise InvalidRequest(
                 f"text of {n_in} tokens needs {needed} tokens of context with the prompt and its translation;"
@@ -529,7 +580,7 @@ class LLMTranslator(Translator):
         extra: dict[str, Any] = {"cache_prompt": opts.prompt_cache}
         if opts.repetition_penalty != 1.0:
             extra["repeat_penalty"] = opts.repetition_penalty
-        result = engine.chat(self.messages(text, src, tgt), limit, bias, **extra)
+        result = engine.chat(chat, limit, bias, **extra)
         raw = result["choices"][0]["message"]["content"] or ""
         return clean_translation(raw, tgt, text), result.get("usage", {}).get("completion_tokens")
 

@@ -110,6 +110,23 @@ def test_a_text_longer_than_the_context_is_refused_before_any_work(tiny_gguf: Pa
     assert tr.translate(["Good night."], "en", "ja")[0].text is not None  # still serving
 
 
+def test_retrieved_examples_count_against_the_context(tiny_gguf: Path, tmp_path: Path) -> None:
+    long_pair = ("Where is the station? " * 12, "駅はどこですか？" * 12)
+    tm = tmp_path / "tm.tsv"
+    tm.write_text(f"domain\ten\tja\nx\t{long_pair[0]}\t{long_pair[1]}\n", encoding="utf-8")
+    opts = {"max_new_tokens": 6, "threads": 1, "parallel": 1, "context": 256, "few_shot": 0, "memory": str(tm)}
+    text = "Where is the station? " * 3
+    plain = LLMTranslator(str(tiny_gguf), opts)
+    plain.load()
+    assert plain.translate([text], "en", "ja")[0].output_tokens  # fits without the example
+    tr = LLMTranslator(str(tiny_gguf), {**opts, "retrieve": 1})
+    tr.load()
+    with pytest.raises(InvalidRequest) as err:  # the retrieved example is counted before any work
+        tr.translate([text], "en", "ja")
+    assert err.value.status == 413
+    assert tr.translate(["Good night."], "en", "ja")[0].text is not None  # nothing shared: no example
+
+
 def test_suppressed_tokens_are_never_generated(tiny: LLMTranslator) -> None:
     free = LLMTranslator(str(tiny.model), {**tiny.options.model_dump(), "japanese_kanji_only": False})
     free.load()

@@ -1,0 +1,70 @@
+"""The translation memory (backends.memory) and the ``llm`` option that shows its nearest pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backends.errors import BackendUnavailable, InvalidRequest
+from backends.llm_mt import FEW_SHOT, LLMOptions, LLMTranslator
+from backends.memory import MEMORY_DIR, Memory, bundled, words
+
+PAIRS = [
+    ("Where is the station?", "駅はどこですか？"),
+    ("I am allergic to peanuts.", "ピーナッツアレルギーです。"),
+    ("The meeting is on Thursday.", "会議は木曜日です。"),
+    ("Where is the toilet?", "トイレはどこですか？"),
+]
+
+
+def test_words_fold_plurals_and_past_tense() -> None:
+    assert words("Cities, boxes and cats booked!") == {"city", "box", "and", "cat", "book"}
+    assert words("glass class") == {"glass", "class"}  # -ss is not a plural
+    assert words("") == set() and words("😀 ¿？") == set()
+
+
+def test_nearest_prefers_rare_shared_words_and_puts_the_closest_last() -> None:
+    m = Memory(PAIRS)
+    assert m.nearest("My son is allergic to peanuts.", 1) == [PAIRS[1]]
+    # "where is the" is shared by two pairs; "toilet" decides, and the closest comes last
+    got = m.nearest("Where is the nearest toilet?", 2)
+    assert got[-1] == PAIRS[3] and got[0] == PAIRS[0]
+    assert m.nearest("Thursdays are busy.", 4) == [PAIRS[2]]  # only pairs sharing a word
+    assert m.nearest("Where is the station?", 1, exclude="Where is the station?") == [PAIRS[3]]
+    for nothing in ("", "12:30", "😀", "Zxqv"):
+        assert m.nearest(nothing, 3) == []
+    assert m.nearest("Where is the station?", 0) == []
+
+
+def test_bad_memory_files_are_clear(tmp_path: Path) -> None:
+    bad = tmp_path / "tm.tsv"
+    bad.write_text("domain\tfr\tde\nx\tBonjour\tHallo\n", encoding="utf-8")
+    with pytest.raises(BackendUnavailable, match="en and ja columns"):
+        Memory.from_tsv(bad, "en", "ja")
+    with pytest.raises(ValueError, match="not a file"):
+        LLMOptions(memory=str(tmp_path / "missing.tsv"))
+
+
+def test_bundled_memory_is_the_dev_part_only() -> None:
+    m = bundled("en", "ja")
+    assert m is not None and len(m.pairs) >= 100
+    corpus = Path(__file__).resolve().parents[2] / "benchmarks" / "corpus"
+    assert (corpus / "en-ja.tsv").resolve() == (MEMORY_DIR / "en-ja.tsv").resolve()
+    test_sources = {line.split("\t")[1] for line in (corpus / "en-ja-test.tsv").read_text("utf-8").splitlines()[1:]}
+    assert not test_sources & {src for src, _ in m.pairs}
+    assert bundled("fr", "de") is None
+
+
+def test_retrieved_examples_follow_the_fixed_ones(tmp_path: Path) -> None:
+    tm = tmp_path / "tm.tsv"
+    tm.write_text("domain\ten\tja\n" + "".join(f"x\t{s}\t{t}\n" for s, t in PAIRS), encoding="utf-8")
+    tr = LLMTranslator(options={"few_shot": 2, "retrieve": 1, "memory": str(tm)})
+    chat = tr.messages("Is my son allergic to peanuts?", "en", "ja")
+    fixed = FEW_SHOT[("en", "ja")]
+    assert [m["content"] for m in chat[1:5]] == [fixed[0][0], fixed[0][1], fixed[1][0], fixed[1][1]]
+    assert [m["content"] for m in chat[5:7]] == list(PAIRS[1]) and chat[-1]["content"].endswith("peanuts?")
+    # the prefix every prompt shares (what the prompt cache keeps) does not depend on the text
+    assert tr.messages("x", "en", "ja", retrieved=False) == [*chat[:5], {"role": "user", "content": "x"}]
+    with pytest.raises(InvalidRequest, match="no translation memory"):
+        LLMTranslator(options={"retrieve": 2}).messages("Hello there.", "fr", "de")
