@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--calls", type=int, default=5, help="timed translations per process and model")
     ap.add_argument("--llm", action="store_true", help="also the bundled Qwen through CTranslate2 int8")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds a variant's process may take (default 180)")
     ap.add_argument("--name", default="ct2-levers", help="results/<name>.md and .json (default ct2-levers)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ns = ap.parse_args(argv)
@@ -81,7 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(ns.rounds):
         for name, env in VARIANTS.items():
             print(f"  round {r + 1}/{ns.rounds}: {name}", file=sys.stderr, flush=True)
-            done = subprocess.run(cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+            if name in failed:
+                continue
+            try:
+                done = subprocess.run(
+                    cmd, env={**os.environ, **env}, capture_output=True, text=True, check=False, timeout=ns.timeout
+                )
+            except subprocess.TimeoutExpired:  # MKL on AMD CPUs: one call took 105 s instead of 1.8 s
+                failed[name] = f"over {ns.timeout:.0f} s per process"
+                print(f"  {name}: {failed[name]}", file=sys.stderr, flush=True)
+                continue
             if done.returncode != 0:  # e.g. an ISA this CPU lacks: the variant's row says so
                 failed[name] = done.stderr.strip().splitlines()[-1][:120] if done.stderr.strip() else "failed"
                 print(f"  {name} failed: {failed[name]}", file=sys.stderr, flush=True)
