@@ -95,6 +95,10 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
 TEMPLATE_SLACK = 8
 
 
+#: what ``quality: best`` sets (benchmarks/results/quality-test-levers.md: chrF and latency of each)
+BEST_QUALITY: dict[str, Any] = {"retrieve": 2, "hints": 3}
+
+
 class LLMOptions(BackendOptions):
     runtime: Literal["llama.cpp", "ctranslate2", "transformers"] = Field(
         "llama.cpp",
@@ -165,6 +169,13 @@ class LLMOptions(BackendOptions):
             "Example translations shown before the text, for language pairs that have them (en->ja); 0 shows none."
         ),
     )
+    quality: Literal["fast", "best"] = Field(
+        "fast",
+        description=(
+            "best: the levers that raised chrF on the held-out corpus at a latency cost (retrieve 2, hints 3;"
+            " about 2.4x the time a sentence); options given explicitly win. fast: none of them."
+        ),
+    )
     retrieve: int = Field(
         0,
         ge=0,
@@ -173,6 +184,16 @@ class LLMOptions(BackendOptions):
             "Examples picked per text from the translation memory (those sharing its rarest words), shown after"
             " the fixed ones: better words for the text, at the cost of prefilling them on every call"
             " (about 30 prompt tokens each); 0 shows none."
+        ),
+    )
+    hints: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description=(
+            "Dictionary words (JMdict, backends/dictionary.py) for up to this many nouns of the text, shown as"
+            " word -> word example turns just before it; prefilled on every call (about 12 prompt tokens each)."
+            " Needs jamdict (pip install 'hayaku[hints]'); 0 shows none."
         ),
     )
     memory: str | None = Field(
@@ -218,6 +239,13 @@ class LLMOptions(BackendOptions):
             raise ValueError(f"memory {value!r} is not a file (a TSV of example pairs)")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _quality_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("quality") == "best":
+            return {**BEST_QUALITY, **data}
+        return data
+
     @model_validator(mode="after")
     def _runtime_supports(self) -> LLMOptions:
         if self.runtime == "llama.cpp" and self.no_repeat_ngram_size:
@@ -252,18 +280,26 @@ class LLMTranslator(Translator):
         # tokenizers and torch generate are not safe to drive from several threads at once
         self._lock = threading.Lock()
         self._fill_lock = threading.Lock()
+        self._dictionary: Any = None  # backends.dictionary.Dictionary, loaded with the model when hints > 0
         self._filled: set[tuple[str, str]] = set()  # language pairs whose prefix every llama.cpp slot holds
 
     @classmethod
     def unavailable_reason(cls, model: str | None = None, options: Any = None) -> str | None:
         """Why the chosen runtime (default llama.cpp) or the model cannot run here, or None."""
         try:
-            runtime = LLMOptions.model_validate(options or {}).runtime
+            parsed = LLMOptions.model_validate(options or {})
         except Exception:  # bad options are reported by the constructor, with the value
-            runtime = LLMOptions.model_fields["runtime"].default
+            parsed = LLMOptions.model_validate({})
+        runtime = parsed.runtime
         missing = missing_modules(*RUNTIME_MODULES[runtime])
         if missing:
             return f"llm runtime {runtime} needs {', '.join(missing)}: pip install 'hayaku[llm]'"
+        if parsed.hints:
+            from backends import dictionary
+
+            reason = dictionary.unavailable_reason()
+            if reason:
+                return f"option hints: {reason}"
         spec = model or DEFAULT_MODEL
         if bundled.is_bundled_qwen(spec):
             return bundled.qwen_unavailable(gguf_only=runtime == "llama.cpp")
@@ -283,6 +319,10 @@ class LLMTranslator(Translator):
         opts = self.options
         assert isinstance(opts, LLMOptions)
         spec = self.model or DEFAULT_MODEL
+        if opts.hints:
+            from backends.dictionary import Dictionary
+
+            self._dictionary = Dictionary.load()
         if opts.runtime == "llama.cpp":
             self._load_llamacpp(spec, opts)
             return
@@ -420,6 +460,8 @@ class LLMTranslator(Translator):
         examples = list(FEW_SHOT.get((source_lang, target_lang), ())[: opts.few_shot])
         if retrieved and opts.retrieve:
             examples += self.memory(source_lang, target_lang).nearest(text, opts.retrieve)
+        if retrieved and opts.hints and self._dictionary is not None and (source_lang, target_lang) == ("en", "ja"):
+            examples += self._dictionary.hints(text, opts.hints)
         for src, tgt in examples:
             chat += [{"role": "user", "content": src}, {"role": "assistant", "content": tgt}]
         return [*chat, {"role": "user", "content": text}]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from backends.errors import BackendUnavailable, InvalidRequest
-from backends.llm_mt import FEW_SHOT, LLMOptions, LLMTranslator
+from backends.llm_mt import BEST_QUALITY, FEW_SHOT, LLMOptions, LLMTranslator
 from backends.memory import MEMORY_DIR, Memory, bundled, words
 
 PAIRS = [
@@ -68,3 +69,37 @@ def test_retrieved_examples_follow_the_fixed_ones(tmp_path: Path) -> None:
     assert tr.messages("x", "en", "ja", retrieved=False) == [*chat[:5], {"role": "user", "content": "x"}]
     with pytest.raises(InvalidRequest, match="no translation memory"):
         LLMTranslator(options={"retrieve": 2}).messages("Hello there.", "fr", "de")
+
+
+def test_hint_turns_come_last_and_a_missing_dictionary_is_an_unavailability(
+    tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backends import dictionary
+
+    if dictionary.unavailable_reason():
+        pytest.skip(str(dictionary.unavailable_reason()))
+    monkeypatch.setenv("HAYAKU_HOME", str(tmp_path))  # the index is built here, not in the user's cache
+    tm = tmp_path / "tm.tsv"
+    tm.write_text("domain\ten\tja\n" + "".join(f"x\t{s}\t{t}\n" for s, t in PAIRS), encoding="utf-8")
+    opts = {"few_shot": 1, "retrieve": 1, "hints": 2, "memory": str(tm), "threads": 1, "parallel": 1}
+    tr = LLMTranslator(str(tiny_gguf), {**opts, "max_new_tokens": 4, "context": 512})
+    tr.load()
+    chat = tr.messages("Is my son allergic to peanuts?", "en", "ja")
+    assert [m["content"] for m in chat[3:5]] == list(PAIRS[1])  # the retrieved example
+    hints = dict(zip([m["content"] for m in chat[5:-1:2]], [m["content"] for m in chat[6:-1:2]], strict=True))
+    assert "ピーナッツ" in hints["peanuts"] and len(hints) <= 2  # then the nouns' hints
+    assert chat[-1]["content"] == "Is my son allergic to peanuts?"
+    assert tr.translate(["Is my son allergic to peanuts?"], "en", "ja")[0].output_tokens
+    # no nouns, no hints: the prompt is the plain one
+    assert len(tr.messages("12:30 😀", "en", "ja")) == 1 + 2 + 1
+    tr.close()
+    monkeypatch.setitem(sys.modules, "jamdict_data", None)
+    reason = LLMTranslator.unavailable_reason(str(tiny_gguf), {"hints": 2})
+    assert reason and "hints" in reason and "pip install" in reason
+    assert LLMTranslator.unavailable_reason(str(tiny_gguf), {"hints": 0}) is None
+
+
+def test_quality_best_sets_the_levers_and_explicit_options_win() -> None:
+    best = LLMOptions(quality="best")
+    assert (best.retrieve, best.hints) == (BEST_QUALITY["retrieve"], BEST_QUALITY["hints"]) and best.retrieve > 0
+    assert (LLMOptions(quality="best", hints=0).hints, LLMOptions().retrieve, LLMOptions().hints) == (0, 0, 0)
