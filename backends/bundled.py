@@ -192,7 +192,7 @@ def qwen_ct2(quantization: str = "int8") -> Path:
     if importlib.util.find_spec("ctranslate2") is None:
         raise BackendUnavailable(f"building {QWEN_NAME!r} for CTranslate2 needs ctranslate2: pip install 'hayaku[llm]'")
     # One conversion routine for every causal LM; imported here because llm_mt imports this module.
-    from backends.llm_mt import write_ct2_folder
+    from backends.llm_convert import write_ct2_folder
 
     start = time.perf_counter()
     progress(f"{QWEN_NAME}: converting to CTranslate2 {quantization} (a minute or two) ...")

@@ -22,10 +22,7 @@ llama.cpp).
 
 from __future__ import annotations
 
-import functools
-import re
 import threading
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -36,9 +33,16 @@ from backends import bundled, store
 from backends.base import BackendOptions, Translator, missing_modules
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import language_name
+from backends.llm_convert import TOKENIZER_SUBDIR, convert_to_ct2, ct2_storage_quantization, is_ct2_folder
+from backends.llm_text import (
+    LATIN_PIECE,
+    clean_translation,
+    kept_names,
+    non_japanese_han_token_ids,
+    non_japanese_ids,
+)
 from backends.memory import Memory, memory_from_tsv
 from backends.memory import bundled as bundled_memory
-from backends.vocab import char_in_script, token_in_script
 
 DEFAULT_MODEL = bundled.QWEN_NAME
 
@@ -59,26 +63,6 @@ FEW_SHOT: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
     ),
 }
 
-#: the codec whose repertoire is "characters written in Japanese": JIS X 0208 plus the NEC and
-#: IBM extensions (every jōyō and jinmeiyō kanji, common name variants), and none of the
-#: simplified-Chinese-only forms (过, 场, 这, 们, 时, 对 ...). JIS X 0213 is wider but contains
-#: rare kanji that coincide with simplified forms (开, 关), which is what a Chinese-leaning
-#: model emits, so it would let them through.
-JAPANESE_CODEC = "cp932"
-
-#: where a converted CTranslate2 folder keeps its tokenizer, and which files make one
-TOKENIZER_SUBDIR = "tokenizer"
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "generation_config.json",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-)
-
 #: chat-template end-of-turn markers of the common instruct families
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>")
 
@@ -96,7 +80,7 @@ TEMPLATE_SLACK = 8
 
 
 #: what ``quality: best`` sets (benchmarks/results/quality-test-levers.md: chrF and latency of each)
-BEST_QUALITY: dict[str, Any] = {"retrieve": 2, "hints": 3}
+BEST_QUALITY: dict[str, Any] = {"retrieve": 2}
 
 
 class LLMOptions(BackendOptions):
@@ -172,8 +156,8 @@ class LLMOptions(BackendOptions):
     quality: Literal["fast", "best"] = Field(
         "fast",
         description=(
-            "best: the levers that raised chrF on the held-out corpus at a latency cost (retrieve 2, hints 3;"
-            " about 2.4x the time a sentence); options given explicitly win. fast: none of them."
+            "best: the lever that raised chrF most on the held-out corpus, at a latency cost (retrieve 2;"
+            " about 2x the time a sentence); options given explicitly win. fast: none of it."
         ),
     )
     retrieve: int = Field(
@@ -595,7 +579,7 @@ class LLMTranslator(Translator):
             if self._latin is None:
                 from backends.llamacpp_rt import vocab_pieces
 
-                self._latin = [i for i, piece in vocab_pieces(engine.meta) if _LATIN_PIECE.fullmatch(piece)]
+                self._latin = [i for i, piece in vocab_pieces(engine.meta) if LATIN_PIECE.fullmatch(piece)]
         allowed = {i for w in kept_names(text) for form in (w, " " + w) for i in engine.tokenize(form)}
         return [[i, False] for i in self._latin if i not in allowed]
 
@@ -721,62 +705,6 @@ def end_of_turn_ids(tokenizer: Any, folder: Path | None = None) -> list[int]:
     return ids
 
 
-_LATIN_PIECE = re.compile(r" ?[A-Za-z]+")
-LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-
-
-def kept_names(source: str) -> set[str]:
-    """Words of ``source`` a translation may keep in Latin letters: acronyms and capitalised names.
-
-    The first word is capitalised anyway, so it counts only in capitals ("PDF", not "Please").
-    """
-    words = LATIN_WORD.findall(source)
-    return {w for i, w in enumerate(words) if (w.isupper() and len(w) > 1) or (i > 0 and w[0].isupper())}
-
-
-@functools.lru_cache(maxsize=8192)
-def is_japanese_char(ch: str) -> bool:
-    """False for a Han ideograph outside the Japanese repertoire (``JAPANESE_CODEC``); True otherwise."""
-    if not is_han(ch):
-        return True
-    try:
-        ch.encode(JAPANESE_CODEC)
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def is_han(ch: str) -> bool:
-    """A CJK unified or compatibility ideograph (any extension block)."""
-    cp = ord(ch)
-    return 0x3400 <= cp <= 0x4DBF or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x3FFFF
-
-
-def non_japanese_chars(text: str) -> str:
-    """The characters of ``text`` Japanese text does not contain, in order: Han characters Japanese does
-    not use and letters of other scripts (Cyrillic, Hangul, Greek ...); Latin letters are not counted."""
-    return "".join(ch for ch in text if not char_in_script(ch, "Jpan"))
-
-
-def non_japanese_ids(pieces: Iterable[tuple[int, str]]) -> list[int]:
-    """Ids among ``(id, text)`` pieces whose text has a character ``non_japanese_chars`` would report."""
-    return sorted(idx for idx, text in pieces if not token_in_script(text, "Jpan"))
-
-
-def non_japanese_han_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of a transformers tokenizer's vocabulary tokens that contain a Han character Japanese does not use.
-
-    Each token is decoded on its own; a byte-level piece that is only part of a character
-    decodes to U+FFFD and is kept (it may begin a Japanese character too).
-    """
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    return non_japanese_ids(
-        (idx, tokenizer.convert_tokens_to_string([token]))
-        for token, idx in tokenizer.get_vocab().items()
-        if idx not in special
-    )
-
-
 def find_gguf(path: Path) -> Path | None:
     """``path`` if it is a .gguf file, the one .gguf file in it if it is a folder, else None."""
     try:
@@ -786,155 +714,3 @@ def find_gguf(path: Path) -> Path | None:
     except OSError:
         return None
     return found[0] if len(found) == 1 else None
-
-
-def ct2_storage_quantization(compute_type: str) -> str:
-    """The weight type to convert to for ``compute_type``.
-
-    CTranslate2 casts weights at load time, so one int8 folder serves every int8_* compute type
-    (and default/auto); float compute types get weights of exactly that type.
-    """
-    if compute_type in ("default", "auto") or compute_type.startswith("int8"):
-        return "int8"
-    return compute_type
-
-
-def is_ct2_folder(path: Path) -> bool:
-    """A folder that CTranslate2 already converted (model.bin next to its config)."""
-    return path.is_dir() and (path / "model.bin").is_file() and (path / "config.json").is_file()
-
-
-def write_ct2_folder(source: Path, dest: Path, quantization: str) -> None:
-    """Converts the transformers causal LM in ``source`` into the empty folder ``dest``.
-
-    The tokenizer goes into ``dest/tokenizer``, so the folder is self-contained; a subfolder
-    because transformers mistakes a tokenizer next to CTranslate2's config.json (which has no
-    ``transformers_version``) for an old Mistral one and warns.
-    """
-    import shutil
-
-    from ctranslate2.converters import TransformersConverter
-
-    staging = dest / "model"  # the converter refuses an existing folder
-    TransformersConverter(str(source), low_cpu_mem_usage=True).convert(str(staging), quantization=quantization)
-    for item in staging.iterdir():
-        item.rename(dest / item.name)
-    staging.rmdir()
-    tok = dest / TOKENIZER_SUBDIR
-    tok.mkdir()
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copy2(source / name, tok / name)
-
-
-def convert_to_ct2(ref: store.ModelRef, quantization: str) -> Path:
-    """Converts a transformers causal LM once into the cache; returns the CTranslate2 folder."""
-    target = store.cache_dir("ct2-llm", ref.spec, ref.revision, quantization)
-    if store.is_built(target):
-        return target
-    store.progress(f"converting {ref.spec} to CTranslate2 {quantization} ...")
-    with store.building(target) as tmp:
-        write_ct2_folder(ref.path, tmp, quantization)
-    store.progress(f"CTranslate2 folder ready: {target}")
-    return target
-
-
-# -- output cleaning -----------------------------------------------------------------------
-
-#: characters that only the target's script uses; Latin-script targets have none
-_SCRIPTS: dict[str, str] = {
-    "ja": r"\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uff66-\uff9f",
-    "zh": r"\u3400-\u4dbf\u4e00-\u9fff",
-    "ko": r"\uac00-\ud7af\u1100-\u11ff\u3130-\u318f",
-    "ru": r"\u0400-\u04ff",
-    "uk": r"\u0400-\u04ff",
-    "ar": r"\u0600-\u06ff\u0750-\u077f",
-    "hi": r"\u0900-\u097f",
-    "th": r"\u0e00-\u0e7f",
-}
-_LABEL = re.compile(
-    r"^\s*(?:\*\*)?(?:here(?:'s| is) (?:the|a|my) [\w ]*translation(?: [\w ]*)?|translation|translated text|"
-    r"answer|output|result|assistant|japanese|english|chinese|korean|日本語訳|日本語|翻訳|訳文|訳|中文|译文|번역)"
-    r"(?:\s*\([^)]*\))?(?:\*\*)?\s*[:：]\s*(?:\*\*)?",
-    re.IGNORECASE,
-)
-#: "Sure! Here is the translation:" -- but not a translation that happens to start with "Here"
-_PREAMBLE = re.compile(
-    r"^(?:sure|certainly|of course|okay|ok|here|below)\b(?:.*[:：]|.*\btranslat\w*\b.*)\s*$", re.IGNORECASE
-)
-_NOTE = re.compile(
-    r"^\s*[(（\[]?\s*(?:note|explanation|romaji|romanization|pronunciation|literally|注|※)", re.IGNORECASE
-)
-_QUOTES = (('"', '"'), ("'", "'"), ("“", "”"), ("‘", "’"), ("「", "」"), ("『", "』"), ("«", "»"), ("`", "`"))
-_TRAILING_PAREN = re.compile(r"\s*[(（][^()（）]*[)）]\s*$")
-
-
-def has_script(text: str, target_lang: str) -> bool:
-    """True when ``text`` contains a character of the target language's own script."""
-    chars = _SCRIPTS.get(target_lang)
-    return bool(chars) and re.search(f"[{chars}]", text) is not None
-
-
-def _strip_quotes(text: str, source_text: str) -> str:
-    src = source_text.strip()
-    if any(len(src) >= 2 and src.startswith(left) and src.endswith(right) for left, right in _QUOTES):
-        return text  # a quoted source keeps its quotes, in whichever style the target uses
-    changed = True
-    while changed and len(text) >= 2:
-        changed = False
-        for left, right in _QUOTES:
-            inner = text[len(left) : -len(right)]
-            if text.startswith(left) and text.endswith(right) and left not in inner and right not in inner:
-                text, changed = inner.strip(), True
-    return text
-
-
-def clean_translation(raw: str, target_lang: str, source_text: str = "") -> str:
-    """The translation alone, from a chat model's raw answer.
-
-    Drops code fences, preambles ("Sure! Here is the translation:"), labels
-    ("Translation:", "日本語："), notes and romanisations, keeps the first paragraph (as many
-    lines as the source had) in the target's script, and unwraps quotes the source did not
-    have. Falls back to the stripped answer rather than returning nothing.
-    """
-    text = raw.replace("\r\n", "\n").strip()
-    text = re.sub(r"^```[\w-]*\n?|\n?```$", "", text).strip()
-    lines = [ln.strip() for ln in text.split("\n")]
-    src_lines = max(1, len([ln for ln in source_text.split("\n") if ln.strip()]))
-    scripted = target_lang in _SCRIPTS
-
-    kept: list[str] = []
-    for line in lines:
-        if not line:
-            if kept:
-                break  # end of the first paragraph
-            continue
-        if _NOTE.match(line):
-            if kept:
-                break
-            continue
-        line = _LABEL.sub("", line).strip()
-        if not line:
-            continue
-        if not kept and _PREAMBLE.match(line) and not (scripted and has_script(line, target_lang)):
-            continue
-        if scripted and not has_script(line, target_lang):
-            if kept:
-                break  # a romanisation or an English explanation after the translation
-            continue
-        kept.append(line)
-        if len(kept) >= src_lines:
-            break
-    if not kept:
-        return _strip_quotes(text, source_text) if text else text
-
-    out = []
-    for line in kept:
-        line = _strip_quotes(line, source_text)
-        # "(Konnichiwa ...)" after a Japanese line: an added reading, not translation
-        if scripted:
-            m = _TRAILING_PAREN.search(line)
-            if m and not has_script(m.group(0), target_lang) and has_script(line[: m.start()], target_lang):
-                line = line[: m.start()].rstrip()
-        out.append(line)
-    return _strip_quotes("\n".join(out), source_text)

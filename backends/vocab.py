@@ -51,6 +51,12 @@ _SCRIPT_WORDS: dict[str, tuple[str, ...]] = {
     "Grek": ("GREEK",),
     "Hebr": ("HEBREW",),
 }
+#: the codec whose repertoire is "characters written in Japanese": JIS X 0208 plus the NEC and
+#: IBM extensions (every jōyō and jinmeiyō kanji, common name variants), and none of the
+#: simplified-Chinese-only forms (过, 场, 这, 们, 时, 对 ...). JIS X 0213 is wider but contains
+#: rare kanji that coincide with simplified forms (开, 关), which is what a Chinese-leaning
+#: model emits, so it would let them through.
+JAPANESE_CODEC = "cp932"
 #: SentencePiece's word-boundary mark
 _SPACE_MARK = "\u2581"
 
@@ -94,10 +100,26 @@ def char_in_script(ch: str, script: str) -> bool:
     if not words & {*_SCRIPT_WORDS.get(script, ()), "LATIN"}:
         return False
     if script == "Jpan" and ("CJK" in words or "IDEOGRAPHIC" in words):
-        from backends.llm_mt import is_japanese_char
-
         return is_japanese_char(ch)
     return True
+
+
+@functools.lru_cache(maxsize=8192)
+def is_japanese_char(ch: str) -> bool:
+    """False for a Han ideograph outside the Japanese repertoire (``JAPANESE_CODEC``); True otherwise."""
+    if not is_han(ch):
+        return True
+    try:
+        ch.encode(JAPANESE_CODEC)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_han(ch: str) -> bool:
+    """A CJK unified or compatibility ideograph (any extension block)."""
+    cp = ord(ch)
+    return 0x3400 <= cp <= 0x4DBF or 0x4E00 <= cp <= 0x9FFF or 0xF900 <= cp <= 0xFAFF or 0x20000 <= cp <= 0x3FFFF
 
 
 def token_in_script(token: str, script: str) -> bool:

@@ -104,7 +104,7 @@ def untranslated_words(output: str, source: str) -> list[str]:
 
     "Ms. Tanaka", "PDF", "USB" may stay; "peanuts", "jacket" may not (``kept_names``).
     """
-    from backends.llm_mt import LATIN_WORD, kept_names
+    from backends.llm_text import LATIN_WORD, kept_names
 
     kept = {w.lower() for w in kept_names(source)}
     return [w for w in LATIN_WORD.findall(output) if w.lower() not in kept]
@@ -132,7 +132,7 @@ def content_checks(outputs: Sequence[str], pairs: Sequence[Pair]) -> dict[str, A
 
 def non_japanese(text: str) -> str:
     """Han characters of ``text`` that Japanese does not use (simplified-Chinese forms)."""
-    from backends.llm_mt import non_japanese_chars
+    from backends.llm_text import non_japanese_chars
 
     return non_japanese_chars(text)
 
@@ -349,6 +349,14 @@ def table(rows: Sequence[dict[str, Any]], with_reference: bool) -> str:
     return markdown_table(headers, out)
 
 
+def examples_table(rows: Sequence[dict[str, Any]], pairs: Sequence[Pair], n: int = 10) -> str:
+    """``n`` sentences spread evenly over the corpus: source, reference and each measured setting's output."""
+    done = [r for r in rows if "outputs" in r]
+    picks = range(0, len(pairs), max(1, len(pairs) // n))[:n]
+    body = [[pairs[i].source, pairs[i].reference, *(r["outputs"][i] for r in done)] for i in picks]
+    return markdown_table(["source", "reference", *(r["setting"] for r in done)], body)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="hayaku bench quality", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -381,10 +389,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = [parse_setting(s, ns.model) for s in (ns.setting or ["llm"])]
     reference = parse_setting(ns.reference, ns.model) if ns.reference else None
     print(f"{len(pairs)} sentences, {len(settings)} settings", file=sys.stderr)
+    from benchmarks.original import read_bandwidth_gbs
+
+    bandwidth = read_bandwidth_gbs()
     rows = run(settings, pairs, reference, speed_rounds=ns.speed_rounds)
     md = table(rows, reference is not None)
     print(md)
     notes = (
+        f"Read bandwidth {bandwidth:.1f} GB/s (measured in this run). "
         f"Corpus: benchmarks/corpus/{ns.corpus}.tsv, {len(pairs)} sentences"
         f"{' (--limit)' if ns.limit else ''}; one sentence per call, settings interleaved sentence by sentence. "
         "chrF: sacrebleu CHRF (character 6-grams). "
@@ -399,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
     )
+    notes += "\n\n## Examples\n\n" + examples_table(rows, pairs)
     data = {"corpus": ns.corpus, "n": len(pairs), "reference": reference.label if reference else None, "rows": rows}
+    data["bandwidth_gbs"] = bandwidth
     path = write_result(ns.name, "Translation quality on the project corpus", md, notes, data=data)
     print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from backends.llm_mt import FEW_SHOT, JAPANESE_CODEC
+from backends.llm_mt import FEW_SHOT
+from backends.vocab import JAPANESE_CODEC
 
 CORPUS = Path(__file__).resolve().parents[2] / "benchmarks" / "corpus"
 DEV = CORPUS / "en-ja.tsv"

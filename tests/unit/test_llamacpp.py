@@ -165,7 +165,8 @@ def test_broken_gguf_files_are_clear_errors(tiny_gguf: Path, tmp_path: Path) -> 
 
 
 def test_no_latin_is_llamacpp_only_and_keeps_names_of_the_source() -> None:
-    from backends.llm_mt import LLMOptions, kept_names
+    from backends.llm_mt import LLMOptions
+    from backends.llm_text import kept_names
 
     assert kept_names("Please send the PDF to Ms. Tanaka.") == {"PDF", "Ms", "Tanaka"}
     assert kept_names("Jacket on, please.") == set()

@@ -11,20 +11,17 @@ from pathlib import Path
 import pytest
 
 from backends.errors import BackendUnavailable, InvalidRequest
-from backends.llm_mt import (
-    DEFAULT_MODEL,
-    FEW_SHOT,
-    LLMTranslator,
+from backends.llm_convert import ct2_storage_quantization
+from backends.llm_mt import DEFAULT_MODEL, FEW_SHOT, LLMTranslator, end_of_turn_ids
+from backends.llm_text import (
     clean_translation,
-    ct2_storage_quantization,
-    end_of_turn_ids,
     has_script,
-    is_japanese_char,
     non_japanese_chars,
     non_japanese_han_token_ids,
     non_japanese_ids,
 )
 from backends.registry import create_translator
+from backends.vocab import is_japanese_char
 
 pytest.importorskip("transformers", reason="the llm backend needs transformers: pip install 'hayaku[llm]'")
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from backends.llm_mt import LLMTranslator, has_script, non_japanese_chars
+from backends.llm_mt import LLMTranslator
+from backends.llm_text import has_script, non_japanese_chars
 
 pytestmark = pytest.mark.slow
 

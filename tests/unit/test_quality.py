@@ -107,8 +107,12 @@ def test_main_writes_markdown_and_json(monkeypatch: pytest.MonkeyPatch, tmp_path
     md = (tmp_path / "q-test.md").read_text()
     assert "chrF vs corpus" in md and "| echo |" in md
     data = json.loads((tmp_path / "q-test.json").read_text())
-    assert data["n"] == 2 and data["rows"][0]["setting"] == "echo"
+    assert data["n"] == 2 and data["rows"][0]["setting"] == "echo" and data["bandwidth_gbs"] > 0
     assert not (RESULTS / "q-test.md").exists()
+    # the examples: each sentence beside its reference and the setting's output
+    first = load_corpus(quality.TEST_CORPUS, 1)[0]
+    examples = md.split("## Examples", 1)[1]
+    assert f"| {first.source} | {first.reference} | {data['rows'][0]['outputs'][0]} |" in examples
 
 
 def test_untranslated_words_keep_names_and_acronyms_of_the_source() -> None:
