@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,12 @@ def tiny_nllb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from benchmarks.models import build_tiny_nllb
 
     return build_tiny_nllb(tmp_path_factory.mktemp("tiny_nllb") / "model")
+
+
+@pytest.fixture(scope="module")
+def hayaku_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A private HAYAKU_HOME for the test module: what it builds or exports lands there, starting empty."""
+    home = tmp_path_factory.mktemp("hayaku_home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HAYAKU_HOME", str(home))
+        yield home

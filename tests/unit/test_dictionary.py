@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,7 @@ needs_jmdict = pytest.mark.skipif(unavailable_reason() is not None, reason=str(u
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A throw-away HAYAKU_HOME: the index is built once for this module, not in the user's cache."""
-    path = tmp_path_factory.mktemp("hayaku-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HAYAKU_HOME", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
-def jmdict(home: Path) -> Dictionary:
+def jmdict(hayaku_home: Path) -> Dictionary:
     if unavailable_reason():
         pytest.skip(str(unavailable_reason()))
     return Dictionary.load()
@@ -104,8 +94,10 @@ def test_no_hints_for_names_numbers_emoji_code(jmdict: Dictionary, text: str) ->
 
 
 @needs_jmdict
-def test_the_index_is_built_once_then_reused(jmdict: Dictionary, home: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    (index,) = home.glob("dictionary/*/index.json")
+def test_the_index_is_built_once_then_reused(
+    jmdict: Dictionary, hayaku_home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    (index,) = hayaku_home.glob("dictionary/*/index.json")
     before = index.stat().st_mtime_ns
     again = Dictionary.load()
     assert index.stat().st_mtime_ns == before

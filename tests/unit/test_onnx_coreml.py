@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,6 @@ import pytest
 from backends.errors import BackendUnavailable, InvalidRequest
 
 TEXTS = ["Hello, how are you today?", "The cat is sleeping on the sofa.", "Please open the window."]
-
-
-@pytest.fixture(scope="module")
-def hayaku_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A private HAYAKU_HOME, so exports land in the test's folder and start empty."""
-    home = tmp_path_factory.mktemp("hayaku_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HAYAKU_HOME", str(home))
-        yield home
 
 
 @pytest.fixture(scope="module")
