@@ -438,17 +438,28 @@ class LLMTranslator(Translator):
     def messages(self, text: str, source_lang: str, target_lang: str, retrieved: bool = True) -> list[dict[str, str]]:
         """The chat: system prompt, the pair's fixed example turns (``few_shot``), the examples retrieved for
         ``text`` (``retrieve``; after the fixed ones, so the cached prefix stays the same), then ``text``."""
+        chosen = self.text_examples(text, source_lang, target_lang) if retrieved else []
+        return self._chat(text, source_lang, target_lang, chosen)
+
+    def _chat(
+        self, text: str, source_lang: str, target_lang: str, chosen: list[tuple[str, str]]
+    ) -> list[dict[str, str]]:
         opts = self.options
         assert isinstance(opts, LLMOptions)
         chat = [{"role": "system", "content": self.system_prompt(source_lang, target_lang)}]
-        examples = list(FEW_SHOT.get((source_lang, target_lang), ())[: opts.few_shot])
-        if retrieved and opts.retrieve:
-            examples += self.memory(source_lang, target_lang).nearest(text, opts.retrieve)
-        if retrieved and opts.hints and self._dictionary is not None and (source_lang, target_lang) == ("en", "ja"):
-            examples += self._dictionary.hints(text, opts.hints)
+        examples = [*FEW_SHOT.get((source_lang, target_lang), ())[: opts.few_shot], *chosen]
         for src, tgt in examples:
             chat += [{"role": "user", "content": src}, {"role": "assistant", "content": tgt}]
         return [*chat, {"role": "user", "content": text}]
+
+    def text_examples(self, text: str, source_lang: str, target_lang: str) -> list[tuple[str, str]]:
+        """The example pairs chosen for ``text``: memory pairs (``retrieve``), then noun hints (``hints``)."""
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        examples = self.memory(source_lang, target_lang).nearest(text, opts.retrieve) if opts.retrieve else []
+        if opts.hints and self._dictionary is not None and (source_lang, target_lang) == ("en", "ja"):
+            examples += self._dictionary.hints(text, opts.hints)
+        return examples
 
     def memory(self, source_lang: str, target_lang: str) -> Memory:
         """The translation memory ``retrieve`` picks from; BackendUnavailable when the pair has none."""
@@ -549,6 +560,8 @@ class LLMTranslator(Translator):
         """
         opts = self.options
         assert isinstance(opts, LLMOptions)
+        if (src, tgt) in self._filled:  # every call after the first: no lock taken
+            return
         with self._fill_lock:
             if (src, tgt) in self._filled or not opts.prompt_cache or opts.parallel == 1:
                 return
@@ -589,10 +602,9 @@ class LLMTranslator(Translator):
         engine = self._runtime
         n_in = len(engine.tokenize(text))
         limit = self.length_bound(n_in)
-        chat = self.messages(text, src, tgt)
-        # retrieved examples sit between the fixed prefix and the text
-        fixed = len(self.messages("", src, tgt, retrieved=False)) - 1
-        shown = sum(len(engine.tokenize(m["content"])) + TEMPLATE_SLACK for m in chat[fixed:-1])
+        chosen = self.text_examples(text, src, tgt)
+        # the examples chosen for this text come on top of the fixed prefix: two turns each
+        shown = sum(len(engine.tokenize(turn)) + TEMPLATE_SLACK for pair in chosen for turn in pair)
         needed = self._prompt_overhead(src, tgt) + shown + n_in + limit
         if needed > opts.context:
             raise InvalidRequest(
@@ -606,7 +618,7 @@ class LLMTranslator(Translator):
         extra: dict[str, Any] = {"cache_prompt": opts.prompt_cache}
         if opts.repetition_penalty != 1.0:
             extra["repeat_penalty"] = opts.repetition_penalty
-        result = engine.chat(chat, limit, bias, **extra)
+        result = engine.chat(self._chat(text, src, tgt, chosen), limit, bias, **extra)
         raw = result["choices"][0]["message"]["content"] or ""
         return clean_translation(raw, tgt, text), result.get("usage", {}).get("completion_tokens")
 
