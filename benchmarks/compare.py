@@ -26,8 +26,8 @@ STAGES = ("translate", "synthesize", "total")
 
 def pipeline_from_config(path: Path) -> tuple[Any, str]:
     """(SpeechTranslator, summary) for the first application of a Serve YAML, resolved here."""
-    from serve.auto import resolve_graph
-    from serve.config import load_app_args
+    from graph.auto import resolve_graph
+    from graph.config import load_app_args
 
     resolved = resolve_graph(load_app_args(path)[0].args, where=str(path))
     pipe = resolved.pipeline()

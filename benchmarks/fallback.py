@@ -24,7 +24,7 @@ from typing import Any
 from backends import create_speaker
 from backends.types import SpeechResult
 from benchmarks.common import Series, interleave, markdown_table, write_result
-from serve.config import parse_args
+from graph.config import parse_args
 
 JA = "こんにちは、お元気ですか？"
 EN = "Hello, how are you today?"

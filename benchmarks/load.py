@@ -250,8 +250,8 @@ def _graphs(real: str | None, work_ms: float, models_dir: Path) -> tuple[dict[st
 def _deploy(base: dict[str, Any], batch: int, name: str) -> None:
     from ray import serve
 
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     args = json.loads(json.dumps(base))
     args["translator"]["batch"] = {"max_batch_size": batch, "batch_wait_timeout_s": 0.0}

@@ -63,8 +63,8 @@ def serve_fastapi(port: int, real: bool) -> None:
     import uvicorn
 
     from deployments import ingress
-    from serve.app import ingress_args
-    from serve.auto import resolve_graph
+    from deployments.app import ingress_args
+    from graph.auto import resolve_graph
 
     graph = resolve_graph({**(REAL if real else SYNTHETIC), "colocate": True})
     wrapper: Any = cast(Any, ingress.Ingress).func_or_class
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     stages: dict[str, Any] = REAL if ns.real else SYNTHETIC
     fastapi_port = _free_port()

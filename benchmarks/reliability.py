@@ -77,8 +77,8 @@ def synthetic_args(
 
 
 def _app(args: Mapping[str, Any], deployments: Mapping[str, Mapping[str, Any]] | None) -> Any:
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     colocate = bool(args.get("colocate"))
     names = ("Ingress",) if colocate else ("Ingress", "Translator", "Speaker")
@@ -105,7 +105,7 @@ def deploy_many(graphs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 
 def replica_pids(app: str) -> dict[str, int]:
     """Deployment name -> pid of its (first) live replica process."""
-    from serve.drain import replica_actors
+    from deployments.drain import replica_actors
 
     out: dict[str, int] = {}
     for r in replica_actors(app):
@@ -751,7 +751,7 @@ def report(data: dict[str, Any], argv: list[str]) -> Path:
         f"{RSS_BOUND[1]:.0%}).",
         "Drain: Ray 2.60's own `serve run` does not drain: on SIGTERM Ray's signal handler aborts the driver and "
         "requests in flight lose their connection; on SIGINT `serve.shutdown()` stops the proxy together with the "
-        "replicas. `hayaku serve` (serve/drain.py) deploys the same YAML and on SIGTERM waits for the ingress "
+        "replicas. `hayaku serve` (deployments/drain.py) deploys the same YAML and on SIGTERM waits for the ingress "
         "replicas to go idle, deletes the apps (each replica finishes within its graceful_shutdown_timeout_s, the "
         "proxy still up), then shuts down.",
     ]

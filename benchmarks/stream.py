@@ -82,8 +82,8 @@ def _first_audio(series: Series) -> list[float]:
 def _deploy(args: dict[str, Any], name: str) -> dict[str, Any]:
     from ray import serve
 
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     graph = resolve_graph({**args, "limits": {"request_timeout_s": 300}})
     over = {n: {"ray_actor_options": {"num_cpus": 0}} for n in ("Ingress", "Translator", "Speaker", "Speaker_b")}
@@ -93,7 +93,7 @@ def _deploy(args: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def stream_part(base: str, synthetic: bool, rounds: int) -> dict[str, Any]:
-    from serve.auto import resolve_graph
+    from graph.auto import resolve_graph
 
     args: dict[str, Any] = SYNTHETIC
     if not synthetic:

@@ -24,7 +24,7 @@ only when no other speaker runs). The pick is never slower than a config in ``co
 each config that runs here (``auto`` stages resolved by preference, not by an old profile) is
 measured in the same ranking run, and when the fastest of them beats the sweep's winner, it
 becomes the pick. It is written to ``HAYAKU_HOME/profiles/<hardware-key>.yaml`` (the format
-``backend: auto`` reads, see serve/auto.py) with the table as YAML comments and in
+``backend: auto`` reads, see graph/auto.py) with the table as YAML comments and in
 ``measurements``.
 
 A setting or config that fails (exception, unavailable, out of budget) is a row marked failed
@@ -213,8 +213,8 @@ def config_candidates(
     is a failed row with the reason.
     """
     from backends.registry import speaker_class, translator_class
-    from serve.auto import resolve_graph
-    from serve.config import load_app_args
+    from graph.auto import resolve_graph
+    from graph.config import load_app_args
 
     rows: list[dict[str, Any]] = []
     ts: list[Candidate] = []
@@ -746,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
 
     from benchmarks.quality import load_corpus
-    from serve import auto, hardware
+    from graph import auto, hardware
 
     hw = hardware.probe(with_runtimes=False)
     paths = [] if ns.no_configs else sorted(ns.configs.glob("*.yaml"))

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from backends.base import Backend
 from backends.errors import HayakuError
-from serve.config import DEFAULT_ATTEMPT_TIMEOUT_S
+from graph.config import DEFAULT_ATTEMPT_TIMEOUT_S
 
 B = TypeVar("B", bound=Backend)
 

@@ -5,7 +5,7 @@ the speech as soon as the translation exists, without a round trip through the i
 A streamed request sends sentence i's audio as soon as it exists while later sentences
 are still translating. With ``colocate: true`` the same routes call in-process stage
 objects instead of handles. Which variant serves a request, and what each variant did,
-live in serve.abtest (plain Python); this module only wires them to HTTP.
+live in graph.abtest (plain Python); this module only wires them to HTTP.
 """
 
 # No `from __future__ import annotations` here: serve.ingress reads the route signatures as
@@ -36,11 +36,7 @@ from backends.pipeline import join_translation
 from backends.text import check_text, split_sentences
 from backends.types import SpeechResult
 from deployments import openai_api
-from deployments.speaker import SpeakerReplica
-from deployments.translator import TranslatorReplica
-from serve.abtest import ABStats, Router
-from serve.config import ConfigError
-from serve.http import (
+from deployments.http import (
     SpeechRequest,
     SpeechTranslateJSON,
     SpeechTranslateRequest,
@@ -55,6 +51,10 @@ from serve.http import (
     request_id_of,
     unwrap,
 )
+from deployments.speaker import SpeakerReplica
+from deployments.translator import TranslatorReplica
+from graph.abtest import ABStats, Router
+from graph.config import ConfigError
 
 log = logging.getLogger("hayaku.ingress")
 
@@ -63,7 +63,7 @@ GAP_S = 0.12
 HEALTH_TIMEOUT_S = 5.0
 #: how long a WebSocket may stay silent before the server closes it
 WS_IDLE_TIMEOUT_S = 30.0
-PAGE = Path(__file__).resolve().parents[1] / "serve" / "static" / "index.html"
+PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 LATENCY_BOUNDARIES_MS = [
     5.0,
     10.0,

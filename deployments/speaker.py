@@ -20,8 +20,8 @@ from backends.errors import HayakuError
 from backends.fallback import FallbackSpeaker
 from backends.types import SpeechResult
 from deployments.common import BackendHolder, build_stage_backend
-from serve.config import merge_update
-from serve.http import install_log_redaction
+from deployments.http import install_log_redaction
+from graph.config import merge_update
 
 log = logging.getLogger("hayaku.speaker")
 

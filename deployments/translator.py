@@ -23,8 +23,8 @@ from backends.base import Translator as TranslatorBackend
 from backends.errors import BadOutput, HayakuError
 from backends.fallback import FallbackTranslator, garbage_translations
 from deployments.common import BackendHolder, build_stage_backend
-from serve.config import BatchConfig, merge_update
-from serve.http import install_log_redaction
+from deployments.http import install_log_redaction
+from graph.config import BatchConfig, merge_update
 
 log = logging.getLogger("hayaku.translator")
 

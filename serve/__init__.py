@@ -1,5 +1,6 @@
-"""hayaku's serving layer: config schema, app builder, hardware probe and ``auto`` resolution.
+"""The top of the house: what users run (``hayaku`` CLI, ``serve.app:build`` for ``serve run``, KubeRay manifests).
 
-Importing this package is cheap and never imports Ray; ``serve.app`` (the builder that
-``import_path: serve.app:build`` names) is the only module here that needs Ray.
+Layers, each importing only those before it: ``backends`` (models and runtimes, no Ray) ->
+``graph`` (config, ``auto``, the orchestrator; no Ray) -> ``deployments`` (Ray Serve and HTTP) ->
+``benchmarks`` -> ``serve``.
 """

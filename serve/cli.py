@@ -80,8 +80,8 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 def _pipeline(ns: argparse.Namespace) -> Any:
     """Builds the in-process pipeline from a Serve YAML (default configs/fast.yaml) plus CLI overrides."""
-    from serve.auto import resolve_graph
-    from serve.config import GraphArgs, load_app_args, parse_args
+    from graph.auto import resolve_graph
+    from graph.config import GraphArgs, load_app_args, parse_args
 
     cfg_path = Path(ns.config) if ns.config else None
     if cfg_path is None and Path("configs/fast.yaml").is_file():
@@ -126,8 +126,8 @@ def cmd_say(ns: argparse.Namespace) -> int:
 
 
 def cmd_graph(ns: argparse.Namespace) -> int:
-    from serve.auto import resolve_graph
-    from serve.config import load_app_args
+    from graph.auto import resolve_graph
+    from graph.config import load_app_args
 
     for app in load_app_args(Path(ns.config)):
         resolved = resolve_graph(app.args)
@@ -140,13 +140,13 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
 
     Ray's own `serve run file.yaml` builds the app inside its controller: a bad config is logged there
     and the app goes DEPLOY_FAILED, but the command keeps running. This checks first and fails at once.
-    SIGTERM or Ctrl-C then drains in-flight requests before exiting (serve/drain.py), which `serve run`
+    SIGTERM or Ctrl-C then drains in-flight requests before exiting (deployments/drain.py), which `serve run`
     alone does not.
     """
     import os
 
-    from serve.auto import resolve_graph
-    from serve.config import exposure_warning, load_app_args, read_yaml
+    from graph.auto import resolve_graph
+    from graph.config import exposure_warning, load_app_args, read_yaml
 
     warning = exposure_warning(read_yaml(ns.config), os.environ)
     if warning:
@@ -154,7 +154,7 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
     for app in load_app_args(Path(ns.config)):
         print(resolve_graph(app.args).summary(), file=sys.stderr)
     try:
-        from serve.drain import run_until_signal
+        from deployments.drain import run_until_signal
     except ImportError as exc:
         raise HayakuError(f"Ray Serve is not installed ({exc}): pip install 'hayaku[serve]'") from None
     return run_until_signal(ns.config, rest)

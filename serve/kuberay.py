@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from serve.config import ConfigError, load_app_args, read_yaml
+from graph.config import ConfigError, load_app_args, read_yaml
 
 API_VERSION = "ray.io/v1"
 KIND = "RayService"
@@ -161,7 +161,7 @@ def _container(name: str, image: str, group: NodeGroup, head: bool) -> dict[str,
         limits["nvidia.com/gpu"] = math.ceil(group.num_gpus)
     env: list[dict[str, Any]] = []
     if head:
-        # the Ingress replica (on the head) reads its API key from here; see `security` in serve/config.py
+        # the Ingress replica (on the head) reads its API key from here; see `security` in graph/config.py
         env.append(
             {
                 "name": "HAYAKU_API_KEY",

@@ -28,11 +28,11 @@ def _ab_config(tmp_path: Path, port: int) -> Path:
 
 
 def test_ab_yaml_serves_two_variants_and_compares_them(tmp_path: Path) -> None:
-    from serve.config import load_app_args
+    from graph.config import load_app_args
 
     try:
         load_app_args(ROOT / "configs" / "ab.yaml")
-        from serve.auto import resolve_graph
+        from graph.auto import resolve_graph
 
         resolve_graph(load_app_args(ROOT / "configs" / "ab.yaml")[0].args)
     except Exception as exc:

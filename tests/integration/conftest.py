@@ -41,8 +41,8 @@ def deploy(
 
     ``deployments``: extra ``.options()`` per deployment name, merged over those.
     """
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     base = {"Ingress": NO_CPU["Ingress"]} if args.get("colocate") else NO_CPU
     over = {n: {**base.get(n, {}), **(deployments or {}).get(n, {})} for n in {*base, *(deployments or {})}}

@@ -56,8 +56,8 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api(serve_port: int) -> Iterator[Api]:
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     no_cpu = {"num_cpus": 0}
     over = {

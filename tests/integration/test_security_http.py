@@ -11,7 +11,7 @@ import httpx
 import pytest
 from ray import serve
 
-from serve.http import UNAUTHORIZED
+from deployments.http import UNAUTHORIZED
 
 KEY = "integration-key-4f9c"
 ORIGIN = "https://app.example"
@@ -26,8 +26,8 @@ ARGS = {
 
 @pytest.fixture(scope="module")
 def base(serve_port: int) -> Iterator[str]:
-    from serve.app import graph_app
-    from serve.auto import resolve_graph
+    from deployments.app import graph_app
+    from graph.auto import resolve_graph
 
     options = {"num_cpus": 0, "runtime_env": {"env_vars": {"HAYAKU_API_KEY": KEY}}}
     serve.run(

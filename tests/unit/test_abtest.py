@@ -1,4 +1,4 @@
-"""A/B routing and statistics (serve.abtest) and the variants part of the config, in a plain process."""
+"""A/B routing and statistics (graph.abtest) and the variants part of the config, in a plain process."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from backends.errors import InvalidRequest
-from serve.abtest import ABStats, Router, bootstrap_ratio, key_point, mann_whitney
-from serve.config import ConfigError, deployment_names, parse_args, variant_list
+from graph.abtest import ABStats, Router, bootstrap_ratio, key_point, mann_whitney
+from graph.config import ConfigError, deployment_names, parse_args, variant_list
 
 ECHO = {"backend": "echo"}
 TONE = {"backend": "tone"}

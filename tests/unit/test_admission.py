@@ -7,8 +7,8 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 
-from serve.admission import ServiceRate
-from serve.http import InflightLimitMiddleware
+from deployments.admission import ServiceRate
+from deployments.http import InflightLimitMiddleware
 
 
 class Clock:

@@ -12,7 +12,7 @@ import pytest
 from backends import InvalidRequest, audio, create_speaker
 from backends.base import OPENAI_VOICES
 from backends.registry import SPEAKERS, speaker_class
-from serve.config import ConfigError, parse_args
+from graph.config import ConfigError, parse_args
 
 #: encoder delay and padding a decoder may keep (MP3's tag frame, AAC's priming), in seconds
 CODEC_SLACK_S = 0.12

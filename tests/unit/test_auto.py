@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serve import auto, hardware
-from serve.config import ConfigError
+from graph import auto, hardware
+from graph.config import ConfigError
 
 
 @pytest.fixture()
@@ -87,7 +87,7 @@ def test_auto_with_an_impossible_option_is_skipped(home: Path) -> None:
 
 
 def test_a_fallback_that_cannot_run_here_fails_at_start() -> None:
-    from serve.auto import resolve_graph
+    from graph.auto import resolve_graph
 
     stage = {"backend": "tone", "fallbacks": [{"backend": "tone", "voice": "square"}, {"backend": "say"}]}
     with pytest.raises(ConfigError, match=r"args\.speaker\.fallbacks\[1\]\.backend: 'say' cannot run on this machine"):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from serve.auto import resolve_graph
-from serve.config import ConfigError, GraphArgs, load_app_args, merge_update, parse_args
+from graph.auto import resolve_graph
+from graph.config import ConfigError, GraphArgs, load_app_args, merge_update, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"translator": {"backend": "echo"}, "speaker": {"backend": "tone"}}

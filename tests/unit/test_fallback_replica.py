@@ -16,7 +16,7 @@ from backends.synthetic import InjectedFault
 from backends.types import SpeechResult
 from deployments.speaker import SpeakerReplica
 from deployments.translator import TranslatorReplica
-from serve.config import ConfigError, load_app_args, parse_args
+from graph.config import ConfigError, load_app_args, parse_args
 
 
 def _speaker(stage: dict[str, Any]) -> SpeakerReplica:

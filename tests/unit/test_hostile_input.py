@@ -35,7 +35,7 @@ from benchmarks.hostile import (
     budget,
     check,
 )
-from serve.config import ConfigError, GraphArgs, load_app_args, parse_args
+from graph.config import ConfigError, GraphArgs, load_app_args, parse_args
 
 DEPTHS = [pytest.param("quick", id="quick"), pytest.param("long", id="long", marks=pytest.mark.slow)]
 

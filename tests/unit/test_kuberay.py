@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from benchmarks.cluster import SCRIPT, Replica, placement_problems, synthetic_config, write_config
+from graph.config import ConfigError, load_app_args, read_yaml
 from serve import kuberay
 from serve.cli import main as hayaku
-from serve.config import ConfigError, load_app_args, read_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "cluster.yaml"

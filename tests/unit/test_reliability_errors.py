@@ -13,7 +13,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx: pip install 'hayaku[se
 from ray.exceptions import ActorDiedError, ActorUnavailableError  # noqa: E402
 from ray.serve.exceptions import BackPressureError  # noqa: E402
 
-from serve.http import RETRY_AFTER_S, create_app, error_response  # noqa: E402
+from deployments.http import RETRY_AFTER_S, create_app, error_response  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,9 @@ from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-import serve.http as http
+import deployments.http as http
+from graph.config import ConfigError, exposure_warning, is_loopback, parse_args
 from serve import cli
-from serve.config import ConfigError, exposure_warning, is_loopback, parse_args
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "k3y-0f-the-test"
@@ -312,7 +312,7 @@ def test_bad_security_sections_name_their_field(security: dict[str, Any], needle
 
 
 def test_the_ingress_gets_the_security_section() -> None:
-    from serve.auto import resolve_graph
+    from graph.auto import resolve_graph
 
     args = {"translator": {"backend": "echo"}, "speaker": {"backend": "tone"}, "security": {"public_docs": True}}
     section = resolve_graph(args).to_dict()["security"]

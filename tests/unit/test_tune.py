@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from benchmarks import common, tune
-from serve import auto, hardware
+from graph import auto, hardware
 
 CREATED = "2025-06-01T12:00:00Z"
 

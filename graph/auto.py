@@ -3,7 +3,7 @@
 Resolution order for a stage whose backend is ``auto``:
 
 1. A tuned profile for this hardware, ``HAYAKU_HOME/profiles/<hardware-key>.yaml``
-   (key from ``serve.hardware.probe()["key"]``), if its choice can run here.
+   (key from ``graph.hardware.probe()["key"]``), if its choice can run here.
 2. Else the preference order of this hardware class (``PREFERENCES``), skipping every
    candidate whose runtime is not installed, whose model is not on this machine, or whose
    options the installed backend rejects. Synthetic backends (echo, tone) are never chosen.
@@ -16,7 +16,7 @@ Tuned profile format (written by the tuner, read here; YAML, JSON is YAML too)::
     format: 1
     hardware_key: cpu-intel-xeon-cpu-2-20ghz-2c
     created: "2025-06-01T12:00:00Z"          # ISO 8601, UTC
-    hardware: {cpu: ..., cores: 2, ...}        # serve.hardware.probe() at tuning time
+    hardware: {cpu: ..., cores: 2, ...}        # graph.hardware.probe() at tuning time
     translator:                                # the choice for `translator: {backend: auto}`
       backend: ctranslate2
       model: facebook/nllb-200-distilled-600M
@@ -50,8 +50,8 @@ from backends import registry, store
 from backends.base import DEFAULT_MAX_CHARS, parse_options
 from backends.errors import InvalidRequest
 from backends.pipeline import SpeechTranslator
-from serve import hardware
-from serve.config import AUTO, ConfigError, GraphArgs, check_stage, parse_args
+from graph import hardware
+from graph.config import AUTO, ConfigError, GraphArgs, check_stage, parse_args
 
 log = logging.getLogger("hayaku.auto")
 

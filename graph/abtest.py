@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from backends.errors import InvalidRequest
-from serve.config import ConfigError, check_weights
+from graph.config import ConfigError, check_weights
 
 
 def key_point(key: str) -> float:

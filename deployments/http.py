@@ -35,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from backends.audio import FORMATS
 from backends.base import format_validation_error, short_repr
 from backends.errors import BackendUnavailable, HayakuError, InvalidRequest
-from serve.admission import ServiceRate
+from deployments.admission import ServiceRate
 
 log = logging.getLogger("hayaku.http")
 
@@ -303,7 +303,7 @@ class InflightLimitMiddleware:
     """Sheds load: answers 503 + Retry-After at once instead of queueing what cannot be served.
 
     Two limits on POSTs in flight: ``app.state.max_inflight`` (fixed, from the config) and the
-    measured one (``serve.admission``): as many as the observed service rate completes within the
+    measured one (``deployments.admission``): as many as the observed service rate completes within the
     request deadline (``app.state.deadline_s``). Without them extra requests wait in Ray Serve's
     queues (unbounded unless the YAML sets ``max_queued_requests``, whose 503 is plain text). Only
     POSTs (the work routes) count, so /healthz and /v1/graph keep answering under load; a streamed
@@ -456,7 +456,7 @@ class SecurityPolicy:
 
         Raises ConfigError for a bad section, or when ``require_api_key`` is set and the variable is empty.
         """
-        from serve.config import ConfigError, SecurityConfig
+        from graph.config import ConfigError, SecurityConfig
 
         try:
             cfg = SecurityConfig.model_validate(dict(section or {}))

@@ -3,7 +3,7 @@
 ``probe()`` is cheap: torch is imported only when an NVIDIA driver is visible or on
 Apple silicon, where it is the only way to ask about the device. The result carries a
 hardware class (``cuda`` | ``apple`` | ``cpu``) and a stable ``key`` that names tuned
-profiles (``HAYAKU_HOME/profiles/<key>.yaml``, see ``serve.auto``).
+profiles (``HAYAKU_HOME/profiles/<key>.yaml``, see ``graph.auto``).
 """
 
 from __future__ import annotations
