@@ -47,7 +47,7 @@ import yaml
 from backends.errors import HayakuError
 from benchmarks.common import RESULTS, machine, markdown_table, write_result
 from benchmarks.load import SENTENCES, LoadResult, load
-from graph.config import IMPORT_PATH, load_app_args, read_yaml
+from graph.yaml_files import IMPORT_PATH, load_app_args, read_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "cluster.sh"

@@ -27,7 +27,7 @@ STAGES = ("translate", "synthesize", "total")
 def pipeline_from_config(path: Path) -> tuple[Any, str]:
     """(SpeechTranslator, summary) for the first application of a Serve YAML, resolved here."""
     from graph.auto import resolve_graph
-    from graph.config import load_app_args
+    from graph.yaml_files import load_app_args
 
     resolved = resolve_graph(load_app_args(path)[0].args, where=str(path))
     pipe = resolved.pipeline()

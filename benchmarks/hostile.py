@@ -48,7 +48,7 @@ FOUND_AND_FIXED = [
         "property": "schemathesis status_code/response_schema conformance, every POST route",
         "failure": "undocumented statuses (400 malformed JSON, 401, 413, 503) and a 422 documented as FastAPI's "
         "{detail: [...]} while hayaku answers {error: {type, message}}",
-        "fix": "deployments/http.py documents ErrorResponse for 400/401/413/422/503 on every operation",
+        "fix": "deployments/http/app.py documents ErrorResponse for 400/401/413/422/503 on every operation",
     },
     {
         "property": "HTTP text fields: lone surrogates",
@@ -75,7 +75,7 @@ FOUND_AND_FIXED = [
         "property": "YAML config files",
         "failure": "nesting past ~330 levels raised RecursionError, an integer of 4,301+ digits raised ValueError, "
         "a non-UTF-8 file raised UnicodeDecodeError: tracebacks instead of a ConfigError",
-        "fix": "graph.config.read_yaml turns each into a ConfigError naming the file",
+        "fix": "graph.yaml_files.read_yaml turns each into a ConfigError naming the file",
     },
     {
         "property": "config args (parse_args)",

@@ -214,7 +214,7 @@ def config_candidates(
     """
     from backends.registry import speaker_class, translator_class
     from graph.auto import resolve_graph
-    from graph.config import load_app_args
+    from graph.yaml_files import load_app_args
 
     rows: list[dict[str, Any]] = []
     ts: list[Candidate] = []

@@ -4,7 +4,7 @@
 starts, so a bad config fails at once with a message naming the field (``args.translator...``).
 Ray 2.60's ``serve run <file>.yaml`` builds in the Serve controller: the error is printed at
 once and the application is DEPLOY_FAILED, but the CLI itself keeps running; validate first
-with ``graph.config.load_app_args(path)`` (full YAML paths, plain process) to exit non-zero.
+with ``graph.yaml_files.load_app_args(path)`` (full YAML paths, plain process) to exit non-zero.
 The graph is Ingress -> Translator -> Speaker, or a single Ingress with ``colocate: true``.
 
 Opt-in speed: ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment of ``serve run``

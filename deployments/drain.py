@@ -86,7 +86,7 @@ def run_until_signal(config_path: str, extra_args: list[str]) -> int:
     from ray import serve
     from ray.serve.scripts import run as serve_run
 
-    from graph.config import read_yaml
+    from graph.yaml_files import read_yaml
 
     names = app_names(read_yaml(config_path))
     try:

@@ -36,21 +36,17 @@ from backends.pipeline import join_translation
 from backends.text import check_text, split_sentences
 from backends.types import SpeechResult
 from deployments import openai_api
-from deployments.http import (
+from deployments.http.app import create_app, header_json, header_text
+from deployments.http.errors import error_body, error_response, unwrap
+from deployments.http.middleware import request_id_of
+from deployments.http.schemas import (
     SpeechRequest,
     SpeechTranslateJSON,
     SpeechTranslateRequest,
     TranslateRequest,
     TranslateResponse,
-    configure_security,
-    create_app,
-    error_body,
-    error_response,
-    header_json,
-    header_text,
-    request_id_of,
-    unwrap,
 )
+from deployments.http.security import configure_security
 from deployments.speaker import SpeakerReplica
 from deployments.translator import TranslatorReplica
 from graph.abtest import ABStats, Router

@@ -11,7 +11,7 @@ from typing import Any
 
 from backends import audio
 from backends.errors import InvalidRequest
-from deployments.http import SpeechRequest
+from deployments.http.schemas import SpeechRequest
 
 #: the model names of OpenAI's speech API; any of them speaks with the graph's speaker
 OPENAI_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")

@@ -20,7 +20,7 @@ from backends.errors import HayakuError
 from backends.fallback import FallbackSpeaker
 from backends.types import SpeechResult
 from deployments.common import BackendHolder, build_stage_backend
-from deployments.http import install_log_redaction
+from deployments.http.redaction import install_log_redaction
 from graph.config import merge_update
 
 log = logging.getLogger("hayaku.speaker")

@@ -23,7 +23,7 @@ from backends.base import Translator as TranslatorBackend
 from backends.errors import BadOutput, HayakuError
 from backends.fallback import FallbackTranslator, garbage_translations
 from deployments.common import BackendHolder, build_stage_backend
-from deployments.http import install_log_redaction
+from deployments.http.redaction import install_log_redaction
 from graph.config import BatchConfig, merge_update
 
 log = logging.getLogger("hayaku.translator")

@@ -81,7 +81,8 @@ def cmd_models(ns: argparse.Namespace) -> int:
 def _pipeline(ns: argparse.Namespace) -> Any:
     """Builds the in-process pipeline from a Serve YAML (default configs/fast.yaml) plus CLI overrides."""
     from graph.auto import resolve_graph
-    from graph.config import GraphArgs, load_app_args, parse_args
+    from graph.config import GraphArgs, parse_args
+    from graph.yaml_files import load_app_args
 
     cfg_path = Path(ns.config) if ns.config else None
     if cfg_path is None and Path("configs/fast.yaml").is_file():
@@ -127,7 +128,7 @@ def cmd_say(ns: argparse.Namespace) -> int:
 
 def cmd_graph(ns: argparse.Namespace) -> int:
     from graph.auto import resolve_graph
-    from graph.config import load_app_args
+    from graph.yaml_files import load_app_args
 
     for app in load_app_args(Path(ns.config)):
         resolved = resolve_graph(app.args)
@@ -146,7 +147,7 @@ def cmd_serve(ns: argparse.Namespace, rest: list[str]) -> int:
     import os
 
     from graph.auto import resolve_graph
-    from graph.config import exposure_warning, load_app_args, read_yaml
+    from graph.yaml_files import exposure_warning, load_app_args, read_yaml
 
     warning = exposure_warning(read_yaml(ns.config), os.environ)
     if warning:

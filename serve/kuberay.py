@@ -34,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from graph.config import ConfigError, load_app_args, read_yaml
+from graph.config import ConfigError
+from graph.yaml_files import load_app_args, read_yaml
 
 API_VERSION = "ray.io/v1"
 KIND = "RayService"

@@ -41,7 +41,7 @@ from benchmarks.cluster import (  # noqa: E402
     synthetic_config,
     write_config,
 )
-from graph.config import read_yaml  # noqa: E402
+from graph.yaml_files import read_yaml  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -154,7 +154,7 @@ def test_survives_the_loss_of_a_worker_node(cluster: LocalCluster, graph: dict[s
 def test_real_models(cluster: LocalCluster, port: int, tmp_path: Path) -> None:
     """configs/cluster.yaml as it is (backend auto) on the same cluster, with the prepared offline models."""
     from graph.auto import resolve_graph
-    from graph.config import load_app_args
+    from graph.yaml_files import load_app_args
 
     try:
         info = resolve_graph(load_app_args(CONFIG)[0].args).to_dict()

@@ -28,7 +28,7 @@ def _ab_config(tmp_path: Path, port: int) -> Path:
 
 
 def test_ab_yaml_serves_two_variants_and_compares_them(tmp_path: Path) -> None:
-    from graph.config import load_app_args
+    from graph.yaml_files import load_app_args
 
     try:
         load_app_args(ROOT / "configs" / "ab.yaml")

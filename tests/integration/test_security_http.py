@@ -11,7 +11,7 @@ import httpx
 import pytest
 from ray import serve
 
-from deployments.http import UNAUTHORIZED
+from deployments.http.security import UNAUTHORIZED
 
 KEY = "integration-key-4f9c"
 ORIGIN = "https://app.example"

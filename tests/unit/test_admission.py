@@ -8,7 +8,7 @@ import httpx
 from fastapi import FastAPI
 
 from deployments.admission import ServiceRate
-from deployments.http import InflightLimitMiddleware
+from deployments.http.middleware import InflightLimitMiddleware
 
 
 class Clock:

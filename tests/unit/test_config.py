@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from graph.auto import resolve_graph
-from graph.config import ConfigError, GraphArgs, load_app_args, merge_update, parse_args
+from graph.config import ConfigError, GraphArgs, merge_update, parse_args
+from graph.yaml_files import load_app_args
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = {"translator": {"backend": "echo"}, "speaker": {"backend": "tone"}}

@@ -16,7 +16,8 @@ from backends.synthetic import InjectedFault
 from backends.types import SpeechResult
 from deployments.speaker import SpeakerReplica
 from deployments.translator import TranslatorReplica
-from graph.config import ConfigError, load_app_args, parse_args
+from graph.config import ConfigError, parse_args
+from graph.yaml_files import load_app_args
 
 
 def _speaker(stage: dict[str, Any]) -> SpeakerReplica:

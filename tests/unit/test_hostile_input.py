@@ -35,7 +35,8 @@ from benchmarks.hostile import (
     budget,
     check,
 )
-from graph.config import ConfigError, GraphArgs, load_app_args, parse_args
+from graph.config import ConfigError, GraphArgs, parse_args
+from graph.yaml_files import load_app_args
 
 DEPTHS = [pytest.param("quick", id="quick"), pytest.param("long", id="long", marks=pytest.mark.slow)]
 

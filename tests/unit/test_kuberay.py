@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from benchmarks.cluster import SCRIPT, Replica, placement_problems, synthetic_config, write_config
-from graph.config import ConfigError, load_app_args, read_yaml
+from graph.config import ConfigError
+from graph.yaml_files import load_app_args, read_yaml
 from serve import kuberay
 from serve.cli import main as hayaku
 

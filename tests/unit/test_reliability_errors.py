@@ -13,7 +13,8 @@ httpx = pytest.importorskip("httpx", reason="needs httpx: pip install 'hayaku[se
 from ray.exceptions import ActorDiedError, ActorUnavailableError  # noqa: E402
 from ray.serve.exceptions import BackPressureError  # noqa: E402
 
-from deployments.http import RETRY_AFTER_S, create_app, error_response  # noqa: E402
+from deployments.http.app import create_app  # noqa: E402
+from deployments.http.errors import RETRY_AFTER_S, error_response  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -20,8 +20,13 @@ from fastapi.responses import JSONResponse
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-import deployments.http as http
-from graph.config import ConfigError, exposure_warning, is_loopback, parse_args
+from deployments.http.app import create_app
+from deployments.http.errors import error_response
+from deployments.http.redaction import install_log_redaction
+from deployments.http.schemas import TranslateRequest
+from deployments.http.security import UNAUTHORIZED, WS_POLICY_VIOLATION, configure_security
+from graph.config import ConfigError, parse_args
+from graph.yaml_files import exposure_warning, is_loopback
 from serve import cli
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,10 +35,10 @@ SECRET_TEXT = "my secret sentence about the merger"
 
 
 def _app(section: dict[str, Any] | None = None, configure: bool = True) -> FastAPI:
-    app = http.create_app()
+    app = create_app()
 
     @app.post("/v1/translate")
-    async def translate(body: http.TranslateRequest) -> JSONResponse:
+    async def translate(body: TranslateRequest) -> JSONResponse:
         return JSONResponse({"translation": body.text})
 
     @app.get("/healthz")
@@ -49,7 +54,7 @@ def _app(section: dict[str, Any] | None = None, configure: bool = True) -> FastA
         try:
             raise ValueError(f"cannot handle {SECRET_TEXT!r}")
         except ValueError as exc:
-            return http.error_response(exc, "rid-1")
+            return error_response(exc, "rid-1")
 
     @app.websocket("/v1/stream")
     async def stream(ws: WebSocket) -> None:
@@ -58,14 +63,14 @@ def _app(section: dict[str, Any] | None = None, configure: bool = True) -> FastA
         await ws.close()
 
     if configure:
-        http.configure_security(app, section)
+        configure_security(app, section)
     return app
 
 
 @pytest.fixture(autouse=True)
 def _reset_log_setting() -> Iterator[None]:
     yield
-    http.install_log_redaction(False)
+    install_log_redaction(False)
 
 
 @pytest.fixture
@@ -106,7 +111,7 @@ def test_a_missing_or_wrong_key_is_one_401(keyed: TestClient, headers: dict[str,
     assert r.headers["www-authenticate"] == "Bearer"
     body = r.json()
     # The same words whatever failed: nothing says whether the header, the scheme or the key was wrong.
-    assert body["error"] == {"type": "unauthorized", "message": http.UNAUTHORIZED}
+    assert body["error"] == {"type": "unauthorized", "message": UNAUTHORIZED}
     assert KEY not in r.text
 
 
@@ -148,7 +153,7 @@ def test_the_prefix_serve_mounts_the_app_under_is_not_part_of_the_route(monkeypa
 def test_websocket_without_the_key_is_closed_1008_before_accept(keyed: TestClient) -> None:
     with pytest.raises(WebSocketDisconnect) as exc, keyed.websocket_connect("/v1/stream"):
         pass
-    assert exc.value.code == http.WS_POLICY_VIOLATION == 1008
+    assert exc.value.code == WS_POLICY_VIOLATION == 1008
     with keyed.websocket_connect("/v1/stream", headers={"authorization": f"Bearer {KEY}"}) as ws:
         assert ws.receive_json() == {"type": "hello"}
 
@@ -234,7 +239,7 @@ def test_logs_quote_text_with_log_request_text_or_debug(
     monkeypatch.delenv("HAYAKU_API_KEY", raising=False)
     caplog.set_level(logging.INFO, logger="hayaku.http")
     assert SECRET_TEXT in _boom_log(TestClient(_app({"log_request_text": True})), caplog)
-    http.install_log_redaction(False)
+    install_log_redaction(False)
     caplog.set_level(logging.DEBUG, logger="hayaku.http")
     assert SECRET_TEXT in _boom_log(TestClient(_app()), caplog)
 
