@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in ("unit", "integration", "e2e", "cluster"):
             item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a Serve proxy or a test server of one's own).
+
+    The one definition for every test folder: ``from tests.conftest import free_port``.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

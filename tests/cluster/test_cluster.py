@@ -35,13 +35,13 @@ from benchmarks.cluster import (  # noqa: E402
     CONFIG,
     SERVE_CLI,
     LocalCluster,
-    free_port,
     node_loss,
     placement_problems,
     synthetic_config,
     write_config,
 )
 from graph.yaml_files import read_yaml  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

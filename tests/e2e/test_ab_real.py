@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from test_serve_run import ROOT, _free_port, _start, _stop, _wait_healthy
+from test_serve_run import ROOT, _start, _stop, _wait_healthy
 
 from backends.audio import decode_wav, rms
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 START_TIMEOUT_S = 600
@@ -37,7 +38,7 @@ def test_ab_yaml_serves_two_variants_and_compares_them(tmp_path: Path) -> None:
         resolve_graph(load_app_args(ROOT / "configs" / "ab.yaml")[0].args)
     except Exception as exc:
         pytest.skip(f"configs/ab.yaml cannot run here (offline models not prepared?): {exc}")
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     proc = _start(_ab_config(tmp_path, port), log)
     base = f"http://127.0.0.1:{port}"

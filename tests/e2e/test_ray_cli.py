@@ -16,7 +16,9 @@ import pytest
 import yaml
 
 # Sibling e2e module (pytest puts this folder on sys.path): one way to run `serve run` on a free port.
-from test_serve_run import START_TIMEOUT_S, _config, _free_port, _start, _stop, _wait_healthy
+from test_serve_run import START_TIMEOUT_S, _config, _start, _stop, _wait_healthy
+
+from tests.conftest import free_port
 
 SERVE = Path(sys.executable).with_name("serve")
 #: Ray 2.60 runs the local instance of `serve run` with token auth; its CLI sends the token
@@ -42,7 +44,7 @@ def _dashboard(log: Path) -> str:
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """(HTTP base URL, dashboard URL, the YAML) of `serve run configs/tiny.yaml` on a free port."""
     tmp = tmp_path_factory.mktemp("ray_cli")
-    port = _free_port()
+    port = free_port()
     config = _config(tmp, port)
     log = tmp / "serve.log"
     proc = _start(config, log)

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serve_run import _config, _free_port, _start, _stop, _wait_healthy
+from test_serve_run import _config, _start, _stop, _wait_healthy
+
+from tests.conftest import free_port
 
 KEY = "e2e-key-from-the-driver-environment"
 
@@ -19,7 +21,7 @@ KEY = "e2e-key-from-the-driver-environment"
 @pytest.mark.slow
 def test_the_key_in_serve_runs_environment_protects_the_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HAYAKU_API_KEY", KEY)  # _start hands serve run this process's environment
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     proc = _start(_config(tmp_path, port), log)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ import pytest
 import yaml
 
 from backends.audio import decode_wav, rms
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = Path(sys.executable).with_name("serve")
 START_TIMEOUT_S = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, port: int, **args_update: object) -> Path:
@@ -80,7 +74,7 @@ def _wait_healthy(proc: subprocess.Popen[bytes], log: Path, base: str, probe_tim
 
 
 def test_serve_run_tiny(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     proc = _start(_config(tmp_path, port), log)
     try:
@@ -106,7 +100,7 @@ def test_serve_run_tiny(tmp_path: Path) -> None:
 def test_serve_run_bad_config_fails_at_once(tmp_path: Path) -> None:
     # Ray 2.60 builds a config file's app in the controller and `serve run` keeps running after a
     # failed build; what must happen at once is the build failing with our message (no replica starts).
-    config = _config(tmp_path, _free_port(), translator={"backend": "echo", "options": {"num_beams": 3}})
+    config = _config(tmp_path, free_port(), translator={"backend": "echo", "options": {"num_beams": 3}})
     log = tmp_path / "serve.log"
     proc = _start(config, log)
     needle = "args.translator.options.num_beams: unknown option (got 3). Valid options: fault, fault_every"

@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 # Sibling e2e module (pytest puts this folder on sys.path): one way to run `serve run` on a free port.
-from test_serve_run import _config, _free_port, _start, _stop
+from test_serve_run import _config, _start, _stop
 
 from backends.audio import decode_wav, rms
+from tests.conftest import free_port
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the web page test drives Chromium with Playwright: pip install 'hayaku[test]'"
@@ -52,7 +53,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     variant, never picked at random, whose speaker fails every second call (forced with ?variant=faulty)."""
     _chromium()  # skip before paying for a graph start
     tmp = tmp_path_factory.mktemp("web")
-    port = _free_port()
+    port = free_port()
     limits = {"max_chars": MAX_CHARS, "max_body_bytes": 65536, "request_timeout_s": 30}
     faulty = {"backend": "tone", "voice": "sine", "options": {"fault": "raise", "fault_every": 2}}
     variants = [{"name": "main", "weight": 1}, {"name": "faulty", "weight": 0, "speaker": faulty}]

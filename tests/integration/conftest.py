@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
+
 ray = pytest.importorskip("ray", reason="integration tests need Ray Serve: pip install 'hayaku[serve]'")
 serve = pytest.importorskip("ray.serve")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,8 @@ import pytest
 pytest.importorskip("httpx", reason="the load client needs httpx: pip install 'hayaku[serve]'")
 uvicorn = pytest.importorskip("uvicorn", reason="the test server needs uvicorn: pip install 'hayaku[serve]'")
 
-from benchmarks.load import check_loopback, free_port, load  # noqa: E402
+from benchmarks.load import check_loopback, load  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")
