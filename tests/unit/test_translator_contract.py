@@ -5,7 +5,10 @@ Each backend says how it is exercised here with a class attribute
 that builds its test model (``tiny_marian``, ``tiny_nllb``, ``tiny_llm``; None for no
 model) and the options to run it with. Backends without the attribute fall back to
 ``DEFAULT_CASES`` below. A backend that cannot run on this machine is skipped with the
-reason it gives itself (``unavailable_reason()``, or the BackendUnavailable of ``load()``).
+reason it gives itself (``unavailable_reason()``), which must name the platform, package or
+model that is missing. Everything else is a failure, never a skip: a backend module that
+does not import, a ``load()`` that raises although ``unavailable_reason()`` said the backend
+can run here, a case naming a fixture tests/conftest.py does not define.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ DEFAULT_CASES: dict[str, tuple[tuple[str | None, dict[str, Any]], ...]] = {
 }
 
 TEXTS = ["Hello, how are you today?", "Thank you.", "Where is the nearest train station, please?"]
+#: what a reason for skipping must name: a platform ("runs only on macOS"), a package (an install
+#: command) or a model
+MISSING = re.compile(r"only on \w+|pip install|apt(-get)? install|brew install|not on PATH|\bmodel\b")
 
 
 def _cases() -> list[Any]:
@@ -43,7 +49,7 @@ def _cases() -> list[Any]:
         try:
             cls: type[Translator] | None = translator_class(name)
             cases = getattr(cls, "contract_cases", None) or DEFAULT_CASES.get(name, ((None, {}),))
-        except Exception as exc:  # a module that does not import yet is reported, not fatal
+        except Exception as exc:  # reported by each of this backend's tests (a failure), not at collection
             cls, cases = None, ((None, {"__import_error__": f"{type(exc).__name__}: {exc}"}),)
         for fixture, options in cases:
             params.append(pytest.param(name, fixture, options, id=f"{name}-{fixture or 'nomodel'}"))
@@ -78,13 +84,26 @@ def _home_for(fixture: str | None, home: Path) -> Iterator[None]:
             os.environ["HAYAKU_HOME"] = old
 
 
-def _model(request: pytest.FixtureRequest, fixture: str | None) -> str | None:
+def _imports(name: str, options: dict[str, Any]) -> None:
+    """Fails when the backend's module did not import: it must, without its runtime (heavy imports go in load())."""
+    if "__import_error__" in options:
+        pytest.fail(f"{name} backend module does not import: {options['__import_error__']}")
+
+
+def skip_unavailable(name: str, reason: str) -> None:
+    """Skips with the backend's own reason, which must say which platform, package or model is missing."""
+    if not MISSING.search(reason):
+        pytest.fail(f"{name} says it cannot run here without naming a missing platform, package or model: {reason!r}")
+    pytest.skip(f"{name} unavailable here: {reason}")
+
+
+def _model(request: pytest.FixtureRequest, name: str, fixture: str | None) -> str | None:
     if fixture is None:
         return None
     try:
         return str(request.getfixturevalue(fixture))
     except pytest.FixtureLookupError:
-        pytest.skip(f"test model fixture {fixture!r} is not defined in tests/conftest.py")
+        pytest.fail(f"{name}'s contract case names the test model fixture {fixture!r}, which tests/conftest.py lacks")
 
 
 def build(
@@ -96,12 +115,11 @@ def build(
     fresh: bool = False,
 ) -> Translator:
     """Creates and loads the backend on its test model, or skips with the backend's reason."""
-    if "__import_error__" in options:
-        pytest.skip(f"{name} backend module does not import: {options['__import_error__']}")
-    model = _model(request, fixture)
+    _imports(name, options)
+    model = _model(request, name, fixture)
     reason = translator_class(name).unavailable_reason(model, options)
     if reason:
-        pytest.skip(f"{name} unavailable here: {reason}")
+        skip_unavailable(name, reason)
     key = (name, fixture, repr(sorted(options.items())))
     if not fresh and key in _LOADED:
         return _LOADED[key]
@@ -109,8 +127,8 @@ def build(
     try:
         with _home_for(fixture, home):
             translator.load()
-    except BackendUnavailable as exc:
-        pytest.skip(f"{name} cannot load here: {exc}")
+    except BackendUnavailable as exc:  # unavailable_reason() said it can run here: load() must keep that promise
+        pytest.fail(f"{name} said it can run here (unavailable_reason() is None), but load() raised: {exc}")
     if not fresh:
         _LOADED[key] = translator
     return translator
@@ -188,8 +206,7 @@ def test_unsupported_language_pair_names_the_valid_ones(
 
 @pytest.mark.parametrize("name,fixture,options", CASES)
 def test_bad_option_type_quotes_the_value(name: str, fixture: str | None, options: dict[str, Any]) -> None:
-    if "__import_error__" in options:
-        pytest.skip(f"{name} backend module does not import: {options['__import_error__']}")
+    _imports(name, options)
     cls = translator_class(name)
     bogus = "not-a-valid-value"
     field = None
@@ -244,11 +261,12 @@ def test_every_registered_translator_has_a_case() -> None:
 
 @pytest.mark.parametrize("name", [n for n in TRANSLATORS if n != "echo"])
 def test_missing_model_is_a_clear_error(name: str) -> None:
-    try:
-        cls = translator_class(name)
-    except Exception as exc:
-        pytest.skip(f"{name} backend module does not import: {exc}")
+    cls = translator_class(name)  # a module that does not import fails here
     reason = cls.unavailable_reason("/nonexistent/hayaku-model")
-    if reason and "/nonexistent/hayaku-model" not in reason:
-        pytest.skip(f"{name} unavailable here: {reason}")
-    assert reason is not None and "/nonexistent/hayaku-model" in reason
+    assert reason is not None, f"{name} accepts a model path that does not exist"
+    if "/nonexistent/hayaku-model" not in reason:
+        # Only a platform or package this machine lacks may come before the model check: then the
+        # reason is the same whatever the model, and says what is missing.
+        assert reason == cls.unavailable_reason(None), f"{name}: the missing model's reason does not name it: {reason}"
+        skip_unavailable(name, reason)
+    assert "/nonexistent/hayaku-model" in reason
