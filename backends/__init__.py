@@ -2,7 +2,6 @@
 
 from backends.base import BackendOptions, Speaker, Translator
 from backends.errors import BackendTimeout, BackendUnavailable, HayakuError, InvalidRequest
-from backends.pipeline import SpeechTranslation, SpeechTranslator
 from backends.registry import SPEAKERS, TRANSLATORS, create_speaker, create_translator
 from backends.types import SpeechResult, TranslationResult
 
@@ -16,8 +15,6 @@ __all__ = [
     "InvalidRequest",
     "Speaker",
     "SpeechResult",
-    "SpeechTranslation",
-    "SpeechTranslator",
     "TranslationResult",
     "Translator",
     "create_speaker",

@@ -86,13 +86,14 @@ def concat(results: list[SpeechResult], gap_s: float = 0.0, rate: int | None = N
     if not results:
         return np.zeros(0, dtype=np.int16), rate or 24000
     rate = rate or results[0].sample_rate
-    gap = silence(rate, gap_s)
-    parts: list[np.ndarray] = []
-    for i, r in enumerate(results):
-        if i and len(gap):
-            parts.append(gap)
-        parts.append(at_rate(r, rate))
-    return np.concatenate(parts), rate
+    return np.concatenate([joined(r, rate, i == 0, gap_s) for i, r in enumerate(results)]), rate
+
+
+def joined(result: SpeechResult, rate: int, first: bool, gap_s: float) -> np.ndarray:
+    """One sentence's samples as they join a track or stream at ``rate``: after the gap every sentence
+    but the first has."""
+    pcm = at_rate(result, rate)
+    return pcm if first or gap_s <= 0 else np.concatenate([silence(rate, gap_s), pcm])
 
 
 def silence(rate: int, seconds: float) -> np.ndarray:

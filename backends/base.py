@@ -8,6 +8,7 @@ records live here so every backend behaves the same at its edges.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import platform
 import re
@@ -200,6 +201,14 @@ class Translator(Backend):
             raise InvalidRequest(f"source_lang and target_lang are both {src!r}; nothing to translate")
         return src, tgt
 
+    async def atranslate(
+        self, texts: Sequence[str], source_lang: str = "en", target_lang: str = "ja"
+    ) -> list[TranslationResult]:
+        """``translate`` for an event loop: a blocking backend runs in a worker thread."""
+        if self.blocking:
+            return await asyncio.to_thread(self.translate, texts, source_lang, target_lang)
+        return self.translate(texts, source_lang, target_lang)
+
     def translate(
         self, texts: Sequence[str], source_lang: str = "en", target_lang: str = "ja"
     ) -> list[TranslationResult]:
@@ -303,6 +312,14 @@ class Speaker(Backend):
     def knows_voice(self, voice: str) -> bool:
         """Whether ``voice`` is one of this speaker's voices or aliases (a fallback speaks it only then)."""
         return voice in self.list_voices() or voice in self.voice_aliases()
+
+    async def asynthesize(
+        self, text: str, lang: str = "ja", voice: str | None = None, speed: float = 1.0
+    ) -> SpeechResult:
+        """``synthesize`` for an event loop: a blocking backend runs in a worker thread."""
+        if self.blocking:
+            return await asyncio.to_thread(self.synthesize, text, lang, voice, speed)
+        return self.synthesize(text, lang, voice, speed)
 
     def synthesize(self, text: str, lang: str = "ja", voice: str | None = None, speed: float = 1.0) -> SpeechResult:
         """Speaks ``text``; returns PCM with its sample rate, duration and timings."""

@@ -46,6 +46,8 @@ _ABBREV = {
 _EN_BOUNDARY = re.compile(r"([.!?…]+[\"'”’)\]]*)(\s+)(?=[\"'“‘(\[]?[A-Z0-9])")
 # Japanese: after 。！？ (full or half width) and closing brackets, with or without space.
 _JA_BOUNDARY = re.compile(r"([。！？!?…]+[」』）)】]*)")
+#: what a finished sentence may end with, in either language (sentence end, then closing quotes/brackets)
+_FINISHED = re.compile(r"[.!?…。！？]+[\"'”’)\]」』）)】]*$")
 
 
 def check_text(text: object, max_chars: int, what: str = "text") -> str:
@@ -78,6 +80,23 @@ def split_sentences(text: str, lang: str = "en", max_len: int = 400) -> list[str
     for p in pieces:
         out.extend(_cap_length(p, max_len))
     return [p for p in out if p.strip()]
+
+
+def complete_sentences(buffer: str, lang: str, flush: bool) -> tuple[list[str], str]:
+    """Splits a live text buffer (captions arriving piece by piece) into its finished sentences and the
+    unfinished rest (raw, spaces kept); ``flush`` takes everything as finished."""
+    sentences = split_sentences(buffer, lang)
+    if not sentences:
+        return [], "" if flush else buffer
+    if flush or _FINISHED.search(buffer.rstrip()):
+        return sentences, ""
+    # Splitting only normalises whitespace: the rest is the buffer's tail with as many visible characters.
+    visible = sum(not ch.isspace() for ch in sentences[-1])
+    pos = len(buffer)
+    while visible and pos:
+        pos -= 1
+        visible -= not buffer[pos].isspace()
+    return sentences[:-1], buffer[pos:]
 
 
 def _split_en(para: str) -> list[str]:

@@ -3,7 +3,7 @@
     hayaku compare configs/cpu.yaml configs/fast.yaml --limit 20 --rounds 2
 
 Both graphs run in this process (no Ray): each YAML's args are resolved as the server
-would (``backend: auto`` included) and built into a SpeechTranslator. Every corpus
+would (``backend: auto`` included) and built into the same Pipeline the server runs (graph.pipeline). Every corpus
 sentence goes through A and B back to back, alternating which goes first (A B, B A, ...),
 so drift lands on both. Reports per-stage latency (translate, synthesize, total: p50/p95),
 the ratio B/A of the medians with a paired bootstrap 95% interval, the chrF of each graph's
@@ -14,6 +14,7 @@ translations against the corpus references and their delta (B - A), and writes
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,33 +22,17 @@ from typing import Any
 
 import numpy as np
 
+from graph.abtest import median_ratio_ci
+
 STAGES = ("translate", "synthesize", "total")
 
 
-def pipeline_from_config(path: Path) -> tuple[Any, str]:
-    """(SpeechTranslator, summary) for the first application of a Serve YAML, resolved here."""
+def graph_from_config(path: Path) -> Any:
+    """The first application of a Serve YAML, resolved here as the server would."""
     from graph.auto import resolve_graph
     from graph.yaml_files import load_app_args
 
-    resolved = resolve_graph(load_app_args(path)[0].args, where=str(path))
-    pipe = resolved.pipeline()
-    return pipe, resolved.summary()
-
-
-def bootstrap_ratio(
-    a: Sequence[float], b: Sequence[float], n: int = 2000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """(median(b)/median(a), low, high): a paired bootstrap interval (``a[i]``, ``b[i]`` timed together)."""
-    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(xa) != len(xb) or len(xa) == 0:
-        raise ValueError(f"need paired, non-empty samples; got {len(xa)} and {len(xb)}")
-    ratio = float(np.median(xb) / np.median(xa))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(xa), size=(n, len(xa)))
-    ratios = np.median(xb[idx], axis=1) / np.median(xa[idx], axis=1)
-    lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
-    # the point estimate is the full-sample ratio; a skewed bootstrap may leave it just outside
-    return ratio, float(min(lo, ratio)), float(max(hi, ratio))
+    return resolve_graph(load_app_args(path)[0].args, where=str(path))
 
 
 def run_ab(pipes: dict[str, Any], texts: Sequence[str], rounds: int, progress: bool = True) -> dict[str, Any]:
@@ -55,14 +40,14 @@ def run_ab(pipes: dict[str, Any], texts: Sequence[str], rounds: int, progress: b
     labels = list(pipes)
     out: dict[str, Any] = {k: {"ms": {s: [] for s in STAGES}, "outputs": []} for k in labels}
     for k in labels:  # untimed warm-up: lazily built state (prompt caches, phonemizers)
-        pipes[k].run(texts[0])
+        pipes[k].run_sync(texts[0])
     step = 0
     for r in range(rounds):
         for i, text in enumerate(texts):
             order = labels if step % 2 == 0 else labels[::-1]
             step += 1
             for k in order:
-                res = pipes[k].run(text)
+                res = pipes[k].run_sync(text)
                 for s in STAGES:
                     out[k]["ms"][s].append(res.timings_ms[s])
                 if r == 0:
@@ -81,7 +66,7 @@ def summarize(runs: dict[str, Any], refs: Sequence[str], a: str, b: str) -> dict
     stages = {}
     for s in STAGES:
         xa, xb = runs[a]["ms"][s], runs[b]["ms"][s]
-        ratio, lo, hi = bootstrap_ratio(xa, xb)
+        ratio, lo, hi = median_ratio_ci(xb, xa, paired=True) or (math.nan, math.nan, math.nan)  # B/A
         stages[s] = {
             a: {"p50": float(np.median(xa)), "p95": float(np.percentile(xa, 95))},
             b: {"p50": float(np.median(xb)), "p95": float(np.percentile(xb, 95))},
@@ -149,10 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("compare needs two configs")
     pipes = {}
     for label, path in ((la, a), (lb, b)):
-        pipe, graph_summary = pipeline_from_config(path)
-        print(f"{label} ({path}):\n{graph_summary}", file=sys.stderr)
-        pipe.load()
-        pipes[label] = pipe
+        resolved = graph_from_config(path)
+        print(f"{label} ({path}):\n{resolved.summary()}\nloading ...", file=sys.stderr, flush=True)
+        pipes[label] = resolved.pipeline()
     pairs = load_corpus("en-ja", ns.limit or None)
     runs = run_ab(pipes, [q.source for q in pairs], ns.rounds)
     summary = summarize(runs, [q.reference for q in pairs], la, lb)

@@ -6,7 +6,7 @@
 
 One Ray on 127.0.0.1 hosts several variants of the graph side by side (3 deployments with
 handle hops; colocated in one replica), and the requests go A B C A B C ... over keep-alive
-connections, together with the same call on an in-process ``SpeechTranslator`` and on the
+connections, together with the same call on an in-process ``Pipeline`` (graph.pipeline) and on the
 same ingress app under plain FastAPI + uvicorn (no Ray, in a subprocess, colocated stages):
 that row is FastAPI's own cost, the rest is Serve's. We report medians and the difference
 to in-process, i.e. the latency added per request.
@@ -171,7 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     _wait_http(urls["FastAPI + uvicorn, no Ray (same app, colocated)"] + "/healthz")
 
     local = resolve_graph(stages).pipeline()
-    local.load()
 
     clients = {label: httpx.Client(base_url=url, timeout=120) for label, url in urls.items()}
     body = {"text": TEXT}
@@ -183,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return {}
 
     def in_process() -> dict[str, Any]:
-        local.run(TEXT).wav()
+        local.run_sync(TEXT).wav()
         return {}
 
-    calls: dict[str, Callable[[], dict[str, Any]]] = {"in-process SpeechTranslator": in_process}
+    calls: dict[str, Callable[[], dict[str, Any]]] = {"in-process Pipeline": in_process}
     calls.update({label: functools.partial(over_http, c) for label, c in clients.items()})
     try:
         start = time.perf_counter()
@@ -199,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         fastapi_proc.wait(timeout=30)
         serve.shutdown()
         ray.shutdown()
-    base = series["in-process SpeechTranslator"]
+    base = series["in-process Pipeline"]
     rows = []
     for label, ser in series.items():
         rows.append([label, ser.median(), ser.pct(95), ser.pct(99), ser.median() - base.median(), ser.errors])

@@ -532,18 +532,20 @@ def _build(cand: Candidate) -> Any:
 
 
 def _load(cand: Candidate) -> Any:
-    """The candidate's backend, built and loaded; raises with the reason when it cannot run."""
-    backend = _build(cand)
-    reason = type(backend).unavailable_reason(backend.model)
+    """The candidate's backend, built as a replica builds it (graph.stages: loaded and warmed up with one
+    tiny call); raises with the reason when it cannot run."""
+    from backends.base import DEFAULT_MAX_CHARS
+    from graph.stages import build_speaker, build_translator
+
+    unbuilt = _build(cand)
+    reason = type(unbuilt).unavailable_reason(unbuilt.model)
+    unbuilt.close()
     if reason:
-        backend.close()
         raise RuntimeError(f"unavailable: {reason}")
-    try:
-        backend.load()
-    except BaseException:
-        backend.close()
-        raise
-    return backend
+    stage = {"backend": cand.backend, "model": cand.model, "options": cand.options}
+    if cand.role == "translator":
+        return build_translator(stage, DEFAULT_MAX_CHARS, "en", "ja")
+    return build_speaker({**stage, "voice": cand.voice}, DEFAULT_MAX_CHARS, "ja")
 
 
 def _base_row(cand: Candidate) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from ray.serve import Application, Deployment
 
 from backends.store import progress
 from deployments.ingress import Ingress
-from deployments.speaker import Speaker
-from deployments.translator import Translator
+from deployments.speaker import SpeakerDeployment
+from deployments.translator import TranslatorDeployment
 from graph.auto import ResolvedGraph, resolve_graph
 from graph.config import ConfigError, GraphArgs, VariantConfig, deployment_names, stage_deployment, variant_list
 
@@ -84,11 +84,11 @@ def graph_app(graph: ResolvedGraph, deployments: dict[str, dict[str, Any]] | Non
     def bind(name: str, role: str, rg: ResolvedGraph) -> Application:
         if name not in bound:
             if role == "translator":
-                bound[name] = Translator.options(name=name, **over.get(name, {})).bind(
+                bound[name] = TranslatorDeployment.options(name=name, **over.get(name, {})).bind(
                     rg.translator_stage(), a.limits.max_chars, a.source_lang, a.target_lang
                 )
             else:
-                bound[name] = Speaker.options(name=name, **over.get(name, {})).bind(
+                bound[name] = SpeakerDeployment.options(name=name, **over.get(name, {})).bind(
                     rg.speaker_stage(), a.limits.max_chars, a.target_lang
                 )
         return bound[name]

@@ -49,9 +49,10 @@ from typing import Any
 from backends import registry, store
 from backends.base import DEFAULT_MAX_CHARS, parse_options
 from backends.errors import InvalidRequest
-from backends.pipeline import SpeechTranslator
 from graph import hardware
 from graph.config import AUTO, ConfigError, GraphArgs, check_stage, parse_args
+from graph.pipeline import Pipeline
+from graph.stages import SpeakStage, TranslateStage, build_speaker, build_translator
 
 log = logging.getLogger("hayaku.auto")
 
@@ -176,21 +177,20 @@ class ResolvedGraph:
     def speaker_stage(self) -> dict[str, Any]:
         return self.speaker.stage(self.args.speaker.model_dump())
 
-    def pipeline(self) -> SpeechTranslator:
-        """The same graph as an in-process SpeechTranslator (not loaded): for the CLI and benchmarks."""
-        t, s, a = self.translator_stage(), self.speaker_stage(), self.args
-        translator = registry.create_translator(
-            t["backend"], model=t["model"], options=t["options"], max_chars=a.limits.max_chars
-        )
-        speaker = registry.create_speaker(
-            s["backend"],
-            model=s["model"],
-            options=s["options"],
-            voice=s["voice"],
+    def pipeline(self) -> Pipeline:
+        """The same graph in this process, built as a replica builds it (fallbacks, timeouts, warm-up):
+        for the CLI and the benchmarks. Blocking: loads every backend."""
+        a = self.args
+        translator = build_translator(self.translator_stage(), a.limits.max_chars, a.source_lang, a.target_lang)
+        speaker = build_speaker(self.speaker_stage(), a.limits.max_chars, a.target_lang)
+        return Pipeline(
+            TranslateStage(translator, a.translator.batch),
+            SpeakStage(speaker),
+            source_lang=a.source_lang,
+            target_lang=a.target_lang,
             max_chars=a.limits.max_chars,
-            voice_map=s.get("voices"),
+            timeout_s=a.limits.request_timeout_s,
         )
-        return SpeechTranslator(translator, speaker, source_lang=a.source_lang, target_lang=a.target_lang)
 
     def to_dict(self) -> dict[str, Any]:
         hw = {k: v for k, v in self.hardware.items() if k != "runtimes"}

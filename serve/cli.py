@@ -53,22 +53,21 @@ def cmd_backends(ns: argparse.Namespace) -> int:
 
 
 def cmd_models(ns: argparse.Namespace) -> int:
-    from backends import store
+    from backends import bundled, store
 
-    store._load_bundled_registry()
     if ns.action == "list":
-        for name, entry in sorted(store.BUNDLED.items()):
+        for name, entry in sorted(bundled.BUNDLED.items()):
             reason = entry.unavailable()
-            aka = [a for a, n in store.ALIASES.items() if n == name]
+            aka = [a for a, n in bundled.ALIASES.items() if n == name]
             also = f" (also accepted: {', '.join(aka)})" if aka else ""
             print(f"{name}: {entry.description}{also}\n  {'installed' if reason is None else 'missing: ' + reason}")
         print(f"cache: {store.home()}")
         return 0
-    names = [store.bundled_name(n) for n in ns.names] if ns.names else sorted(store.BUNDLED)
+    names = [bundled.bundled_name(n) for n in ns.names] if ns.names else sorted(bundled.BUNDLED)
     for name in names:
-        if name not in store.BUNDLED:
-            raise HayakuError(f"unknown bundled model {name!r}; bundled: {', '.join(sorted(store.BUNDLED))}")
-        entry = store.BUNDLED[name]
+        if name not in bundled.BUNDLED:
+            raise HayakuError(f"unknown bundled model {name!r}; bundled: {', '.join(sorted(bundled.BUNDLED))}")
+        entry = bundled.BUNDLED[name]
         reason = entry.unavailable()
         if reason:
             raise HayakuError(reason)
@@ -79,7 +78,8 @@ def cmd_models(ns: argparse.Namespace) -> int:
 
 
 def _pipeline(ns: argparse.Namespace) -> Any:
-    """Builds the in-process pipeline from a Serve YAML (default configs/fast.yaml) plus CLI overrides."""
+    """The served graph's Pipeline, in this process, from a Serve YAML (default configs/fast.yaml) plus
+    CLI overrides; loaded."""
     from graph.auto import resolve_graph
     from graph.config import GraphArgs, parse_args
     from graph.yaml_files import load_app_args
@@ -102,17 +102,15 @@ def _pipeline(ns: argparse.Namespace) -> Any:
             data[key] = getattr(ns, key)
     resolved = resolve_graph(parse_args(data, "command line"))
     print(resolved.summary(), file=sys.stderr)
+    print("loading models ...", file=sys.stderr, flush=True)
     return resolved.pipeline()
 
 
 def cmd_say(ns: argparse.Namespace) -> int:
-    pipe = _pipeline(ns)
     text = " ".join(ns.text) if ns.text else DEFAULT_TEXT
     if text == "-":
         text = sys.stdin.read()
-    print("loading models ...", file=sys.stderr, flush=True)
-    pipe.load()
-    out = pipe.run(text, speed=ns.speed)
+    out = _pipeline(ns).run_sync(text, speed=ns.speed)
     fmt = ns.format or (Path(ns.output).suffix.lstrip(".") if ns.output else "wav")
     data = out.encode(fmt)
     Path(ns.output).write_bytes(data)

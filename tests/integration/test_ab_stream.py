@@ -18,7 +18,7 @@ from ray.serve.context import _get_global_client
 from ray.serve.schema import ServeDeploySchema
 
 from backends.audio import decode_wav
-from backends.pipeline import join_translation
+from graph.pipeline import join_translation
 
 websockets = pytest.importorskip("websockets", reason="the WebSocket test needs websockets: pip install 'hayaku[test]'")
 

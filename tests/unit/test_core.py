@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import InvalidRequest, SpeechTranslator, create_speaker, create_translator
+from backends import InvalidRequest, create_speaker, create_translator
 from backends.audio import decode_wav, encode, rms
 from backends.registry import SPEAKERS, TRANSLATORS, status
 from backends.text import split_sentences
+from graph.pipeline import local_pipeline
 
 
 def test_unknown_backend_lists_valid_names() -> None:
@@ -91,8 +92,8 @@ def test_unknown_audio_format() -> None:
 
 
 def test_pipeline_echo_tone() -> None:
-    st = SpeechTranslator(create_translator("echo", options={"prefix": "JA:"}), create_speaker("tone"))
-    out = st.run("Hello there. How are you?")
+    st = local_pipeline(create_translator("echo", options={"prefix": "JA:"}), create_speaker("tone"))
+    out = st.run_sync("Hello there. How are you?")
     assert out.translation == "JA:Hello there.JA:How are you?"
     assert len(out.speech) == 2 and out.sample_rate == 24000
     samples, rate = decode_wav(out.wav())
@@ -102,9 +103,9 @@ def test_pipeline_echo_tone() -> None:
 
 @pytest.mark.parametrize("text", ["", "   \n\t"])
 def test_pipeline_rejects_empty(text: str) -> None:
-    st = SpeechTranslator(create_translator("echo"), create_speaker("tone"))
+    st = local_pipeline(create_translator("echo"), create_speaker("tone"))
     with pytest.raises(InvalidRequest) as exc:
-        st.run(text)
+        st.run_sync(text)
     assert exc.value.status == 400
 
 

@@ -1,0 +1,104 @@
+"""How a run's pieces leave over the wire: an audio stream, NDJSON lines, OpenAI's SSE events and the
+WebSocket's messages. Every stream joins sentences the same way (backends.audio.joined: the gap before
+every sentence but the first, at the stream's one rate), whatever speaker served each piece."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from backends import audio
+from backends.types import SpeechResult
+from graph.pipeline import GAP_S, Piece, Run
+
+
+def chain(before: list[Piece], run: Run) -> AsyncIterator[Piece]:
+    """The pieces already read (up to the first audio), then the rest of the run."""
+
+    async def pieces() -> AsyncIterator[Piece]:
+        for p in before:
+            yield p
+        async for p in run:
+            yield p
+
+    return pieces()
+
+
+class Joiner:
+    """Sentence audio as one stream at ``rate``: the gap before every sentence but the first."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.spoken = 0
+
+    def pcm(self, sp: SpeechResult) -> bytes:
+        return audio.pcm_bytes(self.samples(sp))
+
+    def samples(self, sp: SpeechResult) -> Any:
+        out = audio.joined(sp, self.rate, self.spoken == 0, GAP_S)
+        self.spoken += 1
+        return out
+
+
+async def audio_stream(pieces: AsyncIterator[Piece], enc: audio.Encoder) -> AsyncIterator[bytes]:
+    """The pieces' speech through one stream encoder (a codec may hold a sentence's first bytes)."""
+    joiner = Joiner(enc.in_rate)
+    async for p in pieces:
+        if p.speech is not None and (data := enc.write(joiner.samples(p.speech))):
+            yield data
+    if tail := enc.close():
+        yield tail
+
+
+def ndjson(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def timings(**ms: float) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in ms.items()}
+
+
+def sentence_line(p: Piece, fmt: str) -> dict[str, Any]:
+    """One NDJSON line of a streamed speech-translate: the sentence, its translation and its audio file."""
+    sp, tr = p.speech, p.translation
+    return {
+        "type": "sentence",
+        "index": p.index,
+        "source": p.source,
+        "translation": p.text,
+        "audio_base64": base64.b64encode(audio.encode_result(sp, fmt)).decode() if sp else None,
+        "format": fmt,
+        "sample_rate": sp.sample_rate if sp else None,
+        "timings_ms": timings(
+            translate=tr.timings_ms.get("translate", 0.0) if tr else 0.0,
+            synthesize=sp.timings_ms.get("synthesize", 0.0) if sp else 0.0,
+            since_start=p.since_start_ms,
+        ),
+    }
+
+
+def sse(data: bytes) -> bytes:
+    """One ``speech.audio.delta`` event of OpenAI's streamed speech."""
+    delta = {"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()}
+    return f"data: {json.dumps(delta)}\n\n".encode()
+
+
+def sse_done(sentences: int) -> bytes:
+    return f"data: {json.dumps({'type': 'speech.audio.done', 'sentences': sentences})}\n\n".encode()
+
+
+def ws_translation(p: Piece) -> dict[str, Any]:
+    tr = p.translation
+    return {
+        "type": "translation",
+        "index": p.index,
+        "source": p.source,
+        "text": p.text,
+        "timings_ms": tr.timings_ms if tr else {},
+    }
+
+
+def ws_audio(p: Piece, pcm: bytes, rate: int) -> dict[str, Any]:
+    return {"type": "audio", "index": p.index, "sample_rate": rate, "format": "pcm_s16le", "bytes": len(pcm)}
