@@ -90,12 +90,25 @@ def test_garbage_echo_returns_empty_and_tone_nan_is_caught() -> None:
         _tone(fault="garbage").synthesize("はい")
 
 
-def test_hang_blocks_and_is_declared_blocking() -> None:
-    echo = _echo(fault="hang", hang_s=0.2)
+def test_hang_blocks_and_is_declared_blocking(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backends.synthetic
+
+    slept: list[float] = []
+
+    class Clock:  # the module's clock, with a sleep that records instead of waiting
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+    monkeypatch.setattr(backends.synthetic, "time", Clock())
+    echo = _echo(fault="hang", hang_s=0.2, fault_every=2)
     assert echo.blocking is True
-    start = time.perf_counter()
-    assert echo.translate(["Hello."])[0].text == "Hello."
-    assert time.perf_counter() - start >= 0.2
+    assert echo.translate(["Hello."])[0].text == "Hello." and slept == []  # call 1: no fault
+    # call 2 blocks the calling thread for hang_s, then answers normally
+    assert echo.translate(["Hello."])[0].text == "Hello." and slept == [0.2]
 
 
 def test_work_ms_burns_cpu_time_and_is_blocking() -> None:
