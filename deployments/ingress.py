@@ -36,7 +36,7 @@ from deployments.records import Records
 from deployments.variants import Variant, build_variants
 from deployments.websocket import serve_socket
 from graph.abtest import ABStats, Router
-from graph.config import ConfigError
+from graph.config import ABConfig, ConfigError, Limits
 from graph.pipeline import Run, within
 
 log = logging.getLogger("hayaku.ingress")
@@ -75,22 +75,23 @@ class Ingress:
 
     def __init__(self, graph: dict[str, Any], variants: list[dict[str, Any]]) -> None:
         self.graph = graph
-        limits = graph["limits"]
-        self.timeout_s = float(limits["request_timeout_s"])
-        app.state.max_body_bytes = int(limits["max_body_bytes"])
-        app.state.max_inflight = limits.get("max_inflight")
+        # Typed here from what Ray handed over, so every default is the config schema's own.
+        limits = Limits.model_validate(graph["limits"])
+        ab = ABConfig.model_validate(graph["ab"])
+        self.timeout_s = limits.request_timeout_s
+        app.state.max_body_bytes = limits.max_body_bytes
+        app.state.max_inflight = limits.max_inflight
         app.state.deadline_s = self.timeout_s
-        configure_security(app, graph.get("security"))
-        ab = graph.get("ab") or {}
-        self.sticky = bool(ab.get("sticky", True))
-        self.shadow_max = int(ab.get("shadow_max_inflight", 4))
-        self.variants = build_variants(graph, variants)
+        configure_security(app, graph["security"])
+        self.sticky = ab.sticky
+        self.shadow_max = ab.shadow_max_inflight
+        self.variants = build_variants(limits, graph["source_lang"], graph["target_lang"], variants)
         weights = {v["name"]: float(v["weight"]) for v in variants if not v.get("shadow")}
         shadows = {v["name"]: float(v["weight"]) for v in variants if v.get("shadow")}
         self.shadow_names = set(shadows)
         self.model_ids = openai_api.model_ids(v.info["speaker"]["backend"] for v in self.variants.values())
         self.router = Router(weights, shadows)
-        self.records = Records(ABStats(weights, int(ab.get("window", 5000)), shadows))
+        self.records = Records(ABStats(weights, ab.window, shadows))
         self._shadow_tasks: set[asyncio.Task[Any]] = set()
         log.info(
             "hayaku ingress ready: variants=%s colocate=%s",

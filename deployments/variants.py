@@ -17,6 +17,7 @@ from ray.serve.handle import DeploymentHandle
 
 from deployments.speaker import SpeakerReplica
 from deployments.translator import TranslatorReplica
+from graph.config import Limits
 from graph.pipeline import Pipeline
 
 
@@ -58,10 +59,9 @@ class Variant:
     pipeline: Pipeline
 
 
-def build_variants(graph: dict[str, Any], variants: list[dict[str, Any]]) -> dict[str, Variant]:
+def build_variants(limits: Limits, src: str, tgt: str, variants: list[dict[str, Any]]) -> dict[str, Variant]:
     """The ingress's variants, from ``deployments.app.ingress_args``: handles, or stage configs to run here."""
-    limits = graph["limits"]
-    max_chars, src, tgt = int(limits["max_chars"]), graph["source_lang"], graph["target_lang"]
+    max_chars = limits.max_chars
     local: dict[str, TranslatorReplica | SpeakerReplica] = {}
 
     def stage(v: dict[str, Any], role: str) -> StageCalls:
@@ -83,7 +83,7 @@ def build_variants(graph: dict[str, Any], variants: list[dict[str, Any]]) -> dic
     for v in variants:
         tr, sp = stage(v, "translator"), stage(v, "speaker")
         pipe = Pipeline(
-            tr, sp, source_lang=src, target_lang=tgt, max_chars=max_chars, timeout_s=float(limits["request_timeout_s"])
+            tr, sp, source_lang=src, target_lang=tgt, max_chars=max_chars, timeout_s=limits.request_timeout_s
         )
         out[v["name"]] = Variant(v["name"], v["graph"], tr, sp, pipe)
     return out

@@ -1,0 +1,172 @@
+"""The orchestrator (graph.pipeline) with in-process stages: order, deadline, cancellation, fallbacks,
+timings, live sessions, and the sentence joining every route shares."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backends import audio, registry
+from backends.errors import BackendTimeout, InvalidRequest
+from backends.text import complete_sentences
+from backends.types import SpeechResult
+from graph.pipeline import GAP_S, Pipeline, local_pipeline
+from graph.stages import SpeakStage, TranslateStage, build_speaker
+
+PARAGRAPH = "Good morning. The train leaves at nine. Please keep your ticket. Have a nice trip."
+
+
+def _echo_tone(translator: dict[str, Any] | None = None, speaker: dict[str, Any] | None = None, **kw: Any) -> Pipeline:
+    tr = registry.create_translator("echo", options={"prefix": "JA:", **(translator or {})})
+    sp = registry.create_speaker("tone", options=speaker or {})
+    return local_pipeline(tr, sp, **kw)
+
+
+def test_pieces_come_in_sentence_order_with_their_own_translation_and_speech() -> None:
+    async def go() -> list[Any]:
+        # work_ms makes each call take time, so later sentences are ready while earlier ones are read
+        run = _echo_tone({"work_ms": 30}, {"work_ms": 30}).speech_translate(PARAGRAPH)
+        return [p async for p in run]
+
+    pieces = asyncio.run(go())
+    sources = ["Good morning.", "The train leaves at nine.", "Please keep your ticket.", "Have a nice trip."]
+    assert [p.index for p in pieces] == [0, 1, 2, 3]
+    assert [p.source for p in pieces] == sources
+    assert [p.text for p in pieces] == [f"JA:{s}" for s in sources]
+    assert all(p.speech is not None and p.speech.text == p.text for p in pieces)
+    assert [p.since_start_ms for p in pieces] == sorted(p.since_start_ms for p in pieces)
+
+
+def test_whole_joins_with_one_gap_between_sentences_and_reports_first_audio() -> None:
+    out = _echo_tone().run_sync("Hello there. How are you?")
+    assert out.translation == "JA:Hello there.JA:How are you?"
+    first, second = out.speech
+    gap = int(first.sample_rate * GAP_S)
+    assert len(out.samples) == len(first.audio) + gap + len(second.audio)
+    assert not out.samples[len(first.audio) : len(first.audio) + gap].any()
+    t = out.timings_ms
+    assert {"translate", "synthesize", "first_audio", "total"} <= set(t)
+    assert 0 < t["first_audio"] <= t["total"]
+
+
+def test_a_request_past_its_deadline_is_a_backend_timeout_and_its_calls_are_cancelled() -> None:
+    pipe = _echo_tone(speaker={"fault": "hang", "hang_s": 3}, timeout_s=0.3)
+
+    async def go() -> Any:
+        run = pipe.speech_translate("One. Two.")
+        with pytest.raises(BackendTimeout) as exc:
+            await run.whole()
+        return run, exc.value
+
+    run, err = asyncio.run(go())
+    assert err.kind == "timeout" and "request_timeout_s=0.3" in str(err)  # the ingress answers it 503
+    assert run.read == []  # nothing came back
+    assert all(sp.cancelled() for _, _, sp, _, _ in run._queue)
+
+
+def test_a_consumer_that_stops_early_cancels_the_remaining_sentences() -> None:
+    async def go() -> Any:
+        run = _echo_tone(speaker={"work_ms": 50}).speech_translate(PARAGRAPH)
+        first = await run.__anext__()
+        await run.aclose()
+        return run, first
+
+    run, first = asyncio.run(go())
+    assert first.index == 0
+    left = [sp for _, _, sp, _, _ in run._queue[1:]]
+    assert left and all(sp.done() for sp in left)
+    assert any(sp.cancelled() for sp in left)
+
+
+def test_empty_or_oversized_text_is_refused_before_any_stage_call() -> None:
+    pipe = _echo_tone(max_chars=20)
+    with pytest.raises(InvalidRequest) as empty:
+        pipe.run_sync("   ")
+    with pytest.raises(InvalidRequest) as long:
+        pipe.run_sync("x" * 21)
+    assert (empty.value.status, long.value.status) == (400, 413)
+
+
+def test_a_fallback_that_served_is_noted_once_per_role() -> None:
+    speaker = build_speaker(
+        {"backend": "tone", "options": {"fault": "raise"}, "fallbacks": [{"backend": "tone", "voice": "square"}]},
+        2000,
+        "ja",
+    )
+    pipe = Pipeline(
+        TranslateStage(registry.create_translator("echo")), SpeakStage(speaker), source_lang="en", target_lang="ja"
+    )
+    pipe.translator.backend.load()  # type: ignore[union-attr]
+    out = pipe.run_sync("One. Two.")
+    assert len(out.fallbacks) == 1
+    assert out.fallbacks[0].startswith("speaker: tone failed (") and out.fallbacks[0].endswith("tone served")
+    assert all(sp.fallback_from is not None for sp in out.speech)
+
+
+def test_speak_only_runs_have_no_translation() -> None:
+    async def go() -> list[Any]:
+        return [p async for p in _echo_tone().speak("こんにちは。元気ですか。")]
+
+    pieces = asyncio.run(go())
+    assert [p.source for p in pieces] == ["こんにちは。", "元気ですか。"]
+    assert all(p.translation is None and p.speech is not None for p in pieces)
+
+
+def test_translate_only_runs_join_the_translations() -> None:
+    async def go() -> Any:
+        return await _echo_tone().translate("Hello. Bye.").text()
+
+    out = asyncio.run(go())
+    assert out.translation == "JA:Hello.JA:Bye."
+    assert [r.source_text for r in out.sentences] == ["Hello.", "Bye."]
+    assert "translate" in out.timings_ms and "synthesize" not in out.timings_ms
+
+
+def test_a_live_session_starts_each_sentence_when_it_is_complete() -> None:
+    async def go() -> tuple[list[int], list[str]]:
+        live = _echo_tone().live()
+        started = [live.feed("Hello there. How"), live.feed(" are you"), live.feed("? Fine")]
+        live.end()  # the unfinished rest is spoken too
+        return started, [p.text async for p in live.run]
+
+    started, texts = asyncio.run(go())
+    assert started == [1, 0, 1]
+    assert texts == ["JA:Hello there.", "JA:How are you?", "JA:Fine"]
+
+
+def test_a_live_session_refuses_unfinished_text_over_max_chars() -> None:
+    async def go() -> None:
+        live = _echo_tone(max_chars=30).live()
+        live.feed("no sentence end in this text at all, still going")
+
+    with pytest.raises(InvalidRequest, match="max_chars=30"):
+        asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("buffer", "flush", "done", "rest"),
+    [
+        ("Hello there. How are", False, ["Hello there."], "How are"),
+        ("Hello there.", False, ["Hello there."], ""),
+        ('He said "yes."', False, ['He said "yes."'], ""),
+        ("no punctuation at all", False, [], "no punctuation at all"),
+        ("no punctuation at all", True, ["no punctuation at all"], ""),
+        ("こんにちは。元気", False, ["こんにちは。"], "元気"),
+    ],
+)
+def test_complete_sentences(buffer: str, flush: bool, done: list[str], rest: str) -> None:
+    lang = "ja" if "。" in buffer else "en"
+    assert complete_sentences(buffer, lang, flush) == (done, rest)
+
+
+def test_joined_puts_the_gap_before_every_sentence_but_the_first_at_one_rate() -> None:
+    a = SpeechResult(np.full(100, 0.5, np.float32), 16000, "a", "ja", "v", "tone", {})
+    b = SpeechResult(np.full(100, 0.5, np.float32), 8000, "b", "ja", "v", "tone", {})
+    first, second = audio.joined(a, 16000, True, 0.01), audio.joined(b, 16000, False, 0.01)
+    assert len(first) == 100 and first.all()
+    assert len(second) == 160 + 200 and not second[:160].any() and second[160:].all()  # resampled 8 -> 16 kHz
+    samples, rate = audio.concat([a, b], 0.01)
+    assert rate == 16000 and np.array_equal(samples, np.concatenate([first, second]))
