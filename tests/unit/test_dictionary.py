@@ -43,7 +43,8 @@ def test_everyday_nouns(jmdict: Dictionary, word: str, expected: tuple[str, ...]
     ("plural", "singular"), [("peanuts", "peanut"), ("boxes", "box"), ("cities", "city"), ("Umbrellas", "umbrella")]
 )
 def test_plurals_and_case(jmdict: Dictionary, plural: str, singular: str) -> None:
-    assert jmdict.lookup(singular) is not None
+    found = jmdict.lookup(singular)  # a Japanese word: kana and kanji only
+    assert found and all("\u3040" <= c <= "\u30ff" or "\u4e00" <= c <= "\u9fff" or c == "\u3005" for c in found), found
     assert jmdict.lookup(plural) == jmdict.lookup(singular)
 
 
