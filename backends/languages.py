@@ -47,14 +47,5 @@ def normalize_lang(code: str) -> str:
     raise InvalidRequest(f"unknown language {code!r}; valid codes: {', '.join(sorted(LANGUAGES))}")
 
 
-def nllb_code(iso: str) -> str:
-    return LANGUAGES[normalize_lang(iso)][1]
-
-
-def m2m_code(iso: str) -> str:
-    """M2M100 uses plain ISO codes wrapped as __xx__ tokens; the tokenizer wants 'xx'."""
-    return normalize_lang(iso)
-
-
 def language_name(iso: str) -> str:
     return LANGUAGES[normalize_lang(iso)][0]

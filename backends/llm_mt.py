@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from backends import bundled, store
+from backends import bundled, model_spec, store
 from backends.base import BackendOptions, Translator, missing_modules
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import language_name
@@ -295,7 +295,7 @@ class LLMTranslator(Translator):
                     f" (use the bundled {DEFAULT_MODEL!r}, a path to a .gguf file, or runtime ctranslate2)"
                 )
             return None
-        return store.unavailable_reason(spec)
+        return model_spec.unavailable_reason(spec)
 
     # -- loading -------------------------------------------------------------------------
 
@@ -342,7 +342,7 @@ class LLMTranslator(Translator):
     def _hf_folder(self, spec: str) -> Path:
         if bundled.is_bundled_qwen(spec):
             return bundled.qwen_hf()
-        return store.resolve(spec).path
+        return model_spec.resolve(spec).path
 
     def _load_tokenizer(self, folder: Path) -> Any:
         from transformers import AutoTokenizer
@@ -363,7 +363,7 @@ class LLMTranslator(Translator):
         if bundled.is_bundled_qwen(spec):
             folder = bundled.qwen_ct2(storage)
         else:
-            ref = store.resolve(spec)
+            ref = model_spec.resolve(spec)
             folder = ref.path if is_ct2_folder(ref.path) else convert_to_ct2(ref, storage)
         device = opts.device
         if device == "auto":

@@ -1,14 +1,11 @@
-"""Model store: where a ``model:`` value points and where built artefacts are cached.
-
-A model spec is one of
-- a named bundled model (``qwen2.5-coder-1.5b-instruct``), built once from installed packages;
-- a local folder (``./models/my-marian`` or an absolute path);
-- a hub id (``facebook/nllb-200-distilled-600M``): used from the local HF cache when it is
-  there; otherwise downloaded for users who have the hub, and on a machine without it a
-  fast, clear error that says how to provide the model instead.
+"""Model store: where built artefacts are cached, and what a local path or a hub id points at.
 
 Everything hayaku builds (conversions, exports, joined weights) lives under one home,
 ``HAYAKU_HOME`` (default ``~/.cache/hayaku``), keyed by model, revision and settings.
+
+This is the bottom of the model code: it knows local folders and the Hugging Face hub, not the
+bundled models (``backends.bundled`` builds those into this cache) nor which kind a ``model:``
+value is (``backends.model_spec`` decides that).
 """
 
 from __future__ import annotations
@@ -20,13 +17,13 @@ import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backends.errors import BackendUnavailable, InvalidRequest
+from backends.errors import InvalidRequest
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -83,49 +80,6 @@ class ModelRef:
     revision: str = "local"
 
 
-@dataclass(frozen=True)
-class Bundled:
-    """A model built from installed packages: how to build it, and why it may not be buildable."""
-
-    description: str
-    build: Callable[[], Path]
-    unavailable: Callable[[], str | None]
-    #: builds what the default configs use (e.g. only the joined GGUF file)
-    prepare: Callable[[], Path] | None = None
-    #: builds every artefact any runtime uses (e.g. the CTranslate2 int8 folder too)
-    prepare_all: Callable[[], Path] | None = None
-
-
-BUNDLED: dict[str, Bundled] = {}
-#: earlier names of bundled models -> their name now, so configs written for them keep working
-ALIASES: dict[str, str] = {}
-
-
-def register_bundled(
-    name: str,
-    description: str,
-    build: Callable[[], Path],
-    unavailable: Callable[[], str | None],
-    prepare: Callable[[], Path] | None = None,
-    prepare_all: Callable[[], Path] | None = None,
-    aliases: tuple[str, ...] = (),
-) -> None:
-    BUNDLED[name] = Bundled(description, build, unavailable, prepare, prepare_all)
-    ALIASES.update(dict.fromkeys(aliases, name))
-
-
-def bundled_name(spec: str) -> str:
-    """``spec`` with an earlier bundled model name replaced by the model's name now."""
-    _load_bundled_registry()
-    return ALIASES.get(spec, spec)
-
-
-def _load_bundled_registry() -> None:
-    # The bundled models register themselves on import; keep this import lazy so that
-    # a plain `import backends` stays cheap.
-    import backends.bundled  # noqa: F401
-
-
 def local_path(spec: str) -> Path | None:
     """``spec`` as a local path with ``~`` expanded, or None where it cannot name one
     (``~nosuchuser/...``, a NUL byte)."""
@@ -157,39 +111,6 @@ def check_spec(spec: str) -> str:
     if "\x00" in spec or "://" in spec:
         raise InvalidRequest(f"model {spec!r} is not a bundled name, a local folder or a hub id (org/name)")
     return spec.strip()
-
-
-def unavailable_reason(spec: str | None) -> str | None:
-    """Cheap check: can ``spec`` be resolved on this machine (without building it)?"""
-    if spec is None:
-        return None
-    try:
-        spec = bundled_name(check_spec(spec))
-    except InvalidRequest as exc:
-        return str(exc)
-    if spec in BUNDLED:
-        return BUNDLED[spec].unavailable()
-    if existing_path(spec) is not None:
-        return None
-    if is_hub_id(spec):
-        if hf_cached_snapshot(spec) is not None:
-            return None
-        if hub_reachable():
-            return None
-        return hub_missing_message(spec)
-    return (
-        f"model {spec!r} is not on this machine: not a bundled model ({', '.join(sorted(BUNDLED)) or 'none'}), "
-        "not an existing folder, and not a hub id of the form org/name"
-    )
-
-
-def hub_missing_message(spec: str) -> str:
-    return (
-        f"model {spec!r} is not on this machine and the Hugging Face hub is not reachable. "
-        f"Copy the model folder here and use its path (model: /path/to/folder), run "
-        f"`huggingface-cli download {spec}` on a machine with the hub and copy ~/.cache/huggingface, "
-        f"or use a bundled model: {', '.join(sorted(BUNDLED)) or '(none installed)'}"
-    )
 
 
 def hf_cached_snapshot(repo_id: str, revision: str | None = None) -> Path | None:
@@ -228,25 +149,19 @@ def hub_reachable(timeout_s: float = 2.0) -> bool:
     return ok
 
 
-def resolve(spec: str, allow_download: bool = True) -> ModelRef:
-    """Resolves ``spec`` to a local path, building bundled models on first use."""
-    spec = bundled_name(check_spec(spec))
-    if spec in BUNDLED:
-        entry = BUNDLED[spec]
-        reason = entry.unavailable()
-        if reason:
-            raise BackendUnavailable(reason)
-        return ModelRef(spec, "bundled", entry.build(), revision="bundled")
-    path = existing_path(spec)
-    if path is not None:
-        return ModelRef(spec, "local", path.resolve(), revision=_local_revision(path))
-    if not is_hub_id(spec):
-        raise BackendUnavailable(unavailable_reason(spec) or f"model {spec!r} not found")
+def local_ref(spec: str, path: Path) -> ModelRef:
+    """The model at the existing local ``path`` that ``spec`` names, with a fingerprint as its revision."""
+    return ModelRef(spec, "local", path.resolve(), revision=_local_revision(path))
+
+
+def hub_ref(spec: str, allow_download: bool = True) -> ModelRef | None:
+    """The hub model ``spec`` from the local HF cache, else downloaded where allowed and the hub is
+    reachable; None when it is neither cached nor downloadable."""
     cached = hf_cached_snapshot(spec)
     if cached is not None:
         return ModelRef(spec, "hub", cached, revision=cached.name)
     if not allow_download or not hub_reachable():
-        raise BackendUnavailable(hub_missing_message(spec))
+        return None
     from huggingface_hub import snapshot_download
 
     progress(f"downloading {spec} from the hub ...")

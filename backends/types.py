@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-
-class Stopwatch:
-    """Collects named stage durations in milliseconds."""
-
-    def __init__(self) -> None:
-        self.ms: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
@@ -85,17 +67,3 @@ class SpeechResult:
 
     def int16(self) -> np.ndarray:
         return to_int16(self.audio)
-
-    def meta(self) -> dict[str, Any]:
-        """Everything but the samples, for headers, logs and benchmark rows."""
-        return {
-            "sample_rate": self.sample_rate,
-            "duration_s": round(self.duration_s, 4),
-            "text": self.text,
-            "lang": self.lang,
-            "voice": self.voice,
-            "backend": self.backend,
-            "options": self.options,
-            "timings_ms": self.timings_ms,
-            "fallback_from": self.fallback_from,
-        }

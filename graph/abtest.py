@@ -12,7 +12,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,21 +113,47 @@ def mann_whitney(a: Iterable[float], b: Iterable[float]) -> dict[str, float | No
     return {"u": u1, "z": round(z, 4), "p_value": min(1.0, p), "p_a_slower": round(u1 / (n1 * n2), 4)}
 
 
-def bootstrap_ratio(a: Iterable[float], b: Iterable[float], n: int = 2000, seed: int = 0) -> dict[str, float | None]:
-    """median(a) / median(b) with a 95% bootstrap confidence interval."""
-    x, y = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
-    if len(x) < 2 or len(y) < 2 or np.median(y) == 0:
-        return {"ratio": None, "ci_low": None, "ci_high": None}
+def median_ratio_ci(
+    num: Iterable[float],
+    den: Iterable[float],
+    *,
+    paired: bool = False,
+    n: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float] | None:
+    """``median(num) / median(den)`` with a bootstrap confidence interval: ``(ratio, low, high)``.
+
+    ``paired``: ``num[i]`` and ``den[i]`` were measured together (the same text, back to back), so
+    each resample draws the same indices from both; otherwise each side is resampled on its own.
+    The interval is the central ``level`` of the resampled ratios, widened where needed to hold the
+    full-sample ratio (a skewed bootstrap may leave it just outside). None when a side is empty or
+    ``median(den)`` is 0; a ValueError when ``paired`` samples differ in length.
+    """
+    x, y = np.asarray(list(num), dtype=float), np.asarray(list(den), dtype=float)
+    if paired and len(x) != len(y):
+        raise ValueError(f"need paired samples of one length; got {len(x)} and {len(y)}")
+    if len(x) == 0 or len(y) == 0 or np.median(y) == 0:
+        return None
+    ratio = float(np.median(x) / np.median(y))
     rng = np.random.default_rng(seed)
-    mx = np.median(rng.choice(x, (n, len(x))), axis=1)
-    my = np.median(rng.choice(y, (n, len(y))), axis=1)
+    if paired:
+        idx = rng.integers(0, len(x), size=(n, len(x)))
+        mx, my = np.median(x[idx], axis=1), np.median(y[idx], axis=1)
+    else:
+        mx = np.median(rng.choice(x, (n, len(x))), axis=1)
+        my = np.median(rng.choice(y, (n, len(y))), axis=1)
     ratios = mx / np.where(my == 0, np.nan, my)
-    lo, hi = np.nanpercentile(ratios, [2.5, 97.5])
-    return {
-        "ratio": round(float(np.median(x) / np.median(y)), 4),
-        "ci_low": round(float(lo), 4),
-        "ci_high": round(float(hi), 4),
-    }
+    lo, hi = np.nanquantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return ratio, float(min(lo, ratio)), float(max(hi, ratio))
+
+
+def _ratio_report(a: Sequence[float], b: Sequence[float]) -> dict[str, float | None]:
+    """median(a) / median(b) for GET /v1/ab, with its 95% interval; None values below 2 samples a side."""
+    r = median_ratio_ci(a, b) if len(a) >= 2 and len(b) >= 2 else None
+    if r is None:
+        return {"ratio": None, "ci_low": None, "ci_high": None}
+    return {"ratio": round(r[0], 4), "ci_low": round(r[1], 4), "ci_high": round(r[2], 4)}
 
 
 @dataclass
@@ -209,7 +235,7 @@ class ABStats:
                         "b": base,
                         "test": "mann-whitney-u (two-sided)",
                         **test,
-                        "median_ratio_a_over_b": bootstrap_ratio(a, b),
+                        "median_ratio_a_over_b": _ratio_report(a, b),
                         "significant_at_0.05": bool(p is not None and p < 0.05),
                     }
                 )

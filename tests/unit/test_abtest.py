@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backends.errors import InvalidRequest
-from graph.abtest import ABStats, Router, bootstrap_ratio, key_point, mann_whitney
+from graph.abtest import ABStats, Router, key_point, mann_whitney, median_ratio_ci
 from graph.config import ConfigError, deployment_names, parse_args, variant_list
 
 ECHO = {"backend": "echo"}
@@ -85,12 +85,29 @@ def test_mann_whitney_matches_the_textbook_values() -> None:
     assert sig["p_a_slower"] is not None and sig["p_a_slower"] > 0.8
 
 
-def test_bootstrap_ratio_covers_the_true_ratio() -> None:
+def test_median_ratio_ci_covers_the_true_ratio() -> None:
     rng = np.random.default_rng(1)
-    r = bootstrap_ratio(rng.normal(200, 5, 400), rng.normal(100, 5, 400))
-    assert r["ci_low"] is not None and r["ci_high"] is not None
-    assert r["ci_low"] < 2.0 < r["ci_high"]
-    assert r["ci_high"] - r["ci_low"] < 0.1
+    r = median_ratio_ci(rng.normal(200, 5, 400), rng.normal(100, 5, 400))  # median(num) / median(den)
+    assert r is not None
+    ratio, lo, hi = r
+    assert lo < 2.0 < hi and lo <= ratio <= hi
+    assert hi - lo < 0.1
+    assert median_ratio_ci([1.0, 2.0], []) is None
+    assert median_ratio_ci([1.0, 2.0], [0.0, 0.0, 1.0]) is None  # median(den) is 0
+
+
+def test_paired_median_ratio_ci_brackets_the_estimate() -> None:
+    a = [10.0 + (i % 5) for i in range(30)]
+    b = [2 * x + (i % 3) for i, x in enumerate(a)]  # b[i] timed together with a[i]
+    r = median_ratio_ci(b, a, paired=True)
+    assert r is not None
+    ratio, lo, hi = r
+    assert ratio == pytest.approx(25.0 / 12.0)
+    assert lo <= ratio <= hi and lo > 1.5 and hi < 3.0
+    assert median_ratio_ci(b, a, paired=True) == (ratio, lo, hi)  # fixed seed
+    assert median_ratio_ci(a, a, paired=True) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="paired"):
+        median_ratio_ci(b[:10], a, paired=True)
 
 
 def test_stats_report_counts_errors_and_compares_variants() -> None:

@@ -1,4 +1,4 @@
-"""Offline A/B: the bootstrap interval, and two tiny graphs compared end to end."""
+"""Offline A/B: the B/A ratio and its interval, and two tiny graphs compared end to end."""
 
 from __future__ import annotations
 
@@ -9,20 +9,19 @@ import pytest
 import yaml
 
 from benchmarks import common, compare
+from graph.abtest import median_ratio_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_bootstrap_ratio_brackets_the_estimate() -> None:
+def test_summary_ratio_is_b_over_a_with_a_paired_interval() -> None:
     a = [10.0 + (i % 5) for i in range(30)]
     b = [2 * x + (i % 3) for i, x in enumerate(a)]
-    ratio, lo, hi = compare.bootstrap_ratio(a, b)
-    assert ratio == pytest.approx(25.0 / 12.0)
-    assert lo <= ratio <= hi and lo > 1.5 and hi < 3.0
-    assert compare.bootstrap_ratio(a, b) == (ratio, lo, hi)  # fixed seed
-    assert compare.bootstrap_ratio(a, a) == (1.0, 1.0, 1.0)
-    with pytest.raises(ValueError, match="paired"):
-        compare.bootstrap_ratio(a, b[:10])
+    runs = {k: {"ms": {s: xs for s in compare.STAGES}, "outputs": ["x"]} for k, xs in (("A", a), ("B", b))}
+    st = compare.summarize(runs, ["x"], "A", "B")["stages"]["total"]
+    assert st["ratio"] == pytest.approx(25.0 / 12.0)  # B is about twice as slow: B/A
+    assert (st["ratio"], *st["ci"]) == median_ratio_ci(b, a, paired=True)
+    assert st["ci"][0] <= st["ratio"] <= st["ci"][1]
 
 
 def test_compare_two_tiny_graphs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -127,13 +127,13 @@ def test_default_model_is_the_bundled_one() -> None:
 
 
 def test_bundled_model_is_named_for_what_it_is_and_the_old_name_still_resolves() -> None:
-    from backends import bundled, store
+    from backends import bundled, model_spec
 
     assert DEFAULT_MODEL == bundled.QWEN_NAME == "qwen2.5-coder-1.5b-instruct"
-    assert store.bundled_name("qwen2.5-1.5b-instruct") == DEFAULT_MODEL
-    assert store.bundled_name("./some/folder") == "./some/folder"
+    assert bundled.bundled_name("qwen2.5-1.5b-instruct") == DEFAULT_MODEL
+    assert bundled.bundled_name("./some/folder") == "./some/folder"
     # both names get the same answer (available or the same missing-parts reason)
-    assert store.unavailable_reason("qwen2.5-1.5b-instruct") == store.unavailable_reason(DEFAULT_MODEL)
+    assert model_spec.unavailable_reason("qwen2.5-1.5b-instruct") == model_spec.unavailable_reason(DEFAULT_MODEL)
 
 
 @pytest.mark.parametrize(
