@@ -14,7 +14,7 @@ import platform
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -220,23 +220,48 @@ class Translator(Backend):
         total = (time.perf_counter() - start) * 1000.0
         if len(outputs) != len(texts):
             raise BadOutput(f"{self.name} returned {len(outputs)} outputs for {len(texts)} inputs")
-        opts = self.options.model_dump()
-        results = []
-        for text, (out, n_tokens) in zip(texts, outputs, strict=True):
-            results.append(
-                TranslationResult(
-                    text=out,
-                    source_text=text,
-                    source_lang=src,
-                    target_lang=tgt,
-                    backend=self.name,
-                    model=self.model,
-                    options=opts,
-                    timings_ms={"translate": total, "batch_size": float(len(texts))},
-                    output_tokens=n_tokens,
-                )
-            )
-        return results
+        return [self._record(text, out, src, tgt, total, len(texts)) for text, out in zip(texts, outputs, strict=True)]
+
+    def streams_text(self) -> bool:
+        """True when ``translate_stream`` hands the translation over token by token (else in one piece)."""
+        return False
+
+    def translate_stream(
+        self, text: str, source_lang: str, target_lang: str, emit: Callable[[str], bool | None]
+    ) -> TranslationResult:
+        """Translates one text, handing the translation to ``emit`` piece by piece as it is decoded (in one
+        piece where the backend cannot stream); returns the record ``translate`` would. ``emit`` returning
+        True stops the decoding (its consumer left). The pieces are the raw decoded text: the record's
+        ``text`` is the cleaned whole, which may differ from their concatenation."""
+        if not self.streams_text():
+            result = self.translate([text], source_lang, target_lang)[0]
+            emit(result.text)
+            return result
+        src, tgt = self.validate_request([text], source_lang, target_lang)
+        self._ensure_loaded()
+        start = time.perf_counter()
+        out = self._translate_stream(text, src, tgt, emit)
+        return self._record(text, out, src, tgt, (time.perf_counter() - start) * 1000.0, 1)
+
+    def _translate_stream(
+        self, text: str, source_lang: str, target_lang: str, emit: Callable[[str], bool | None]
+    ) -> tuple[str, int | None]:
+        raise NotImplementedError(f"{self.name} does not stream")  # only called where streams_text() says so
+
+    def _record(
+        self, text: str, out: tuple[str, int | None], src: str, tgt: str, ms: float, batch: int
+    ) -> TranslationResult:
+        return TranslationResult(
+            text=out[0],
+            source_text=text,
+            source_lang=src,
+            target_lang=tgt,
+            backend=self.name,
+            model=self.model,
+            options=self.options.model_dump(),
+            timings_ms={"translate": ms, "batch_size": float(batch)},
+            output_tokens=out[1],
+        )
 
     @abstractmethod
     def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:

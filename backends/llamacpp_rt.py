@@ -18,6 +18,7 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,21 +138,65 @@ class LlamaCppEngine:
         self, messages: list[dict[str, str]], max_tokens: int, logit_bias: list[list[Any]] | None = None, **extra: Any
     ) -> dict[str, Any]:
         """One greedy chat completion; blocks the calling thread while the engine batches it with others."""
-        body: dict[str, Any] = {
-            "messages": messages,
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-            "top_k": 1,
-            "cache_prompt": True,
-            **extra,
-        }
-        if logit_bias:
-            body["logit_bias"] = logit_bias
-        result = self._server.handle_chat_completions(body)
+        result = self._server.handle_chat_completions(_body(messages, max_tokens, logit_bias, extra))
         if not isinstance(result, dict) or "choices" not in result:
-            error = result.get("error") if isinstance(result, dict) else result
-            message = error.get("message") if isinstance(error, dict) else str(error)
-            if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
-                raise InvalidRequest(f"text too long for the model's context: {message}", status=413)
-            raise BackendUnavailable(f"llama.cpp failed: {message}")
+            _raise(result.get("error") if isinstance(result, dict) else result)
         return result
+
+    def chat_stream(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        on_text: Callable[[str], bool | None],
+        logit_bias: list[list[Any]] | None = None,
+        **extra: Any,
+    ) -> tuple[str, int | None]:
+        """``chat`` decoded token by token: ``on_text`` gets each new piece of the answer as it exists
+        (from the engine's thread) and stops the decoding by returning True. Returns (answer, tokens)."""
+        body = _body(
+            messages, max_tokens, logit_bias, {**extra, "stream": True, "stream_options": {"include_usage": True}}
+        )
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        errors: list[Any] = []
+
+        def chunk(data: Any) -> bool:
+            if not isinstance(data, dict) or "error" in data:
+                errors.append(data.get("error") if isinstance(data, dict) else data)
+                return True
+            usage.update(data.get("usage") or {})
+            for choice in data.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if piece:
+                    parts.append(piece)
+                    if on_text(piece):
+                        return True
+            return False
+
+        self._server.handle_chat_completions(body, chunk)
+        if errors:
+            _raise(errors[0])
+        return "".join(parts), usage.get("completion_tokens")
+
+
+def _body(
+    messages: list[dict[str, str]], max_tokens: int, logit_bias: list[list[Any]] | None, extra: dict[str, Any]
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "top_k": 1,
+        "cache_prompt": True,
+        **extra,
+    }
+    if logit_bias:
+        body["logit_bias"] = logit_bias
+    return body
+
+
+def _raise(error: Any) -> None:
+    message = error.get("message") if isinstance(error, dict) else str(error)
+    if isinstance(error, dict) and error.get("type") == "exceed_context_size_error":
+        raise InvalidRequest(f"text too long for the model's context: {message}", status=413)
+    raise BackendUnavailable(f"llama.cpp failed: {message}")

@@ -23,6 +23,7 @@ llama.cpp).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -597,6 +598,28 @@ class LLMTranslator(Translator):
         return [[i, False] for i in self._latin if i not in allowed]
 
     def _one_llamacpp(self, text: str, src: str, tgt: str) -> tuple[str, int | None]:
+        messages, limit, bias, extra = self._llamacpp_request(text, src, tgt)
+        result = self._runtime.chat(messages, limit, bias, **extra)
+        raw = result["choices"][0]["message"]["content"] or ""
+        return clean_translation(raw, tgt, text), result.get("usage", {}).get("completion_tokens")
+
+    def streams_text(self) -> bool:
+        opts = self.options
+        assert isinstance(opts, LLMOptions)
+        return opts.runtime == "llama.cpp"
+
+    def _translate_stream(
+        self, text: str, source_lang: str, target_lang: str, emit: Callable[[str], bool | None]
+    ) -> tuple[str, int | None]:
+        self._fill_slots(source_lang, target_lang)
+        messages, limit, bias, extra = self._llamacpp_request(text, source_lang, target_lang)
+        raw, tokens = self._runtime.chat_stream(messages, limit, emit, bias, **extra)
+        return clean_translation(raw, target_lang, text), tokens
+
+    def _llamacpp_request(
+        self, text: str, src: str, tgt: str
+    ) -> tuple[list[dict[str, str]], int, list[list[Any]] | None, dict[str, Any]]:
+        """(messages, token limit, logit bias, extra body fields) of one text's llama.cpp request."""
         opts = self.options
         assert isinstance(opts, LLMOptions)
         engine = self._runtime
@@ -618,9 +641,7 @@ class LLMTranslator(Translator):
         extra: dict[str, Any] = {"cache_prompt": opts.prompt_cache}
         if opts.repetition_penalty != 1.0:
             extra["repeat_penalty"] = opts.repetition_penalty
-        result = engine.chat(self._chat(text, src, tgt, chosen), limit, bias, **extra)
-        raw = result["choices"][0]["message"]["content"] or ""
-        return clean_translation(raw, tgt, text), result.get("usage", {}).get("completion_tokens")
+        return self._chat(text, src, tgt, chosen), limit, bias, extra
 
     def _generate_ct2(
         self, prompts: list[list[int]], max_new: int, suppress: list[int], prefix: list[int]

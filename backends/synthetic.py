@@ -9,8 +9,10 @@ faults can still strike (for ever, or until ``fault_for_s`` after load has passe
 
 from __future__ import annotations
 
+import re
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -149,6 +151,13 @@ class _FaultInjectable(Backend):
 class EchoOptions(FaultOptions):
     prefix: str = Field("", description="Text put before each echoed input (shows option changes live).")
     uppercase: bool = Field(False, description="Upper-case the echoed text.")
+    stream_ms: float = Field(
+        0.0,
+        ge=0,
+        le=10_000,
+        description="Stream the echo word by word (translate_stream), one word per stream_ms, as a decoding "
+        "translator does; 0 gives it in one piece.",
+    )
 
 
 class EchoTranslator(_FaultInjectable, Translator):
@@ -158,6 +167,11 @@ class EchoTranslator(_FaultInjectable, Translator):
     Options = EchoOptions
     synthetic = True
     blocking = False  # unless its fault options hang or burn CPU (see _FaultInjectable)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        assert isinstance(self.options, EchoOptions)
+        self.blocking = self.blocking or self.options.stream_ms > 0
 
     def _translate(self, texts: list[str], source_lang: str, target_lang: str) -> list[tuple[str, int | None]]:
         opts = self.options
@@ -169,6 +183,22 @@ class EchoTranslator(_FaultInjectable, Translator):
             s = opts.prefix + (t.upper() if opts.uppercase else t)
             out.append((s, len(s.split())))
         return out
+
+    def streams_text(self) -> bool:
+        assert isinstance(self.options, EchoOptions)
+        return self.options.stream_ms > 0
+
+    def _translate_stream(
+        self, text: str, source_lang: str, target_lang: str, emit: Callable[[str], bool | None]
+    ) -> tuple[str, int | None]:
+        assert isinstance(self.options, EchoOptions)
+        whole, n = self._translate([text], source_lang, target_lang)[0]
+        words = re.findall(r"\S+\s*", whole)
+        for i, word in enumerate(words):
+            time.sleep(self.options.stream_ms / 1000)
+            if emit(word):  # the consumer left: stop decoding, as a model would
+                return "".join(words[: i + 1]), i + 1
+        return whole, n
 
 
 class ToneOptions(FaultOptions):

@@ -99,6 +99,42 @@ def complete_sentences(buffer: str, lang: str, flush: bool) -> tuple[list[str], 
     return sentences[:-1], buffer[pos:]
 
 
+#: where a clause may end: Japanese/Chinese commas and sentence ends (with closing brackets), else
+#: punctuation followed by a space
+_JA_CLAUSE = re.compile(r"[、，,。．！？!?…]+[」』）)】]*")
+_OTHER_CLAUSE = re.compile(r"[,;:.!?…]+[\"'”’)\]]*(?=\s)")
+#: shortest clause spoken alone (characters; words for space-separated languages): a shorter one joins
+#: the next, so the voice does not stutter on one-word pieces
+MIN_CLAUSE = {"ja": 5, "zh": 5}
+MIN_CLAUSE_WORDS = 3
+
+
+def complete_clauses(buffer: str, lang: str, flush: bool = False) -> tuple[list[str], str]:
+    """Splits text arriving piece by piece (a translation being decoded) into the clauses that are
+    finished and long enough to speak alone, and the rest; ``flush`` takes the rest as a clause too.
+
+    Text with no clause boundary stays whole until ``flush``: it is spoken at the sentence end.
+    """
+    cjk = lang in MIN_CLAUSE
+    pattern = _JA_CLAUSE if cjk else _OTHER_CLAUSE
+    clauses: list[str] = []
+    start = 0
+    for m in pattern.finditer(buffer):
+        candidate = buffer[start : m.end()]
+        size = len(candidate.strip()) if cjk else len(candidate.split())
+        if size >= (MIN_CLAUSE[lang] if cjk else MIN_CLAUSE_WORDS):
+            clauses.append(candidate)
+            start = m.end()
+    rest = buffer[start:]
+    if flush and rest.strip():
+        if clauses and (len(rest.strip()) if cjk else len(rest.split())) < (MIN_CLAUSE[lang] if cjk else 1):
+            clauses[-1] += rest  # a short tail goes with the clause before it
+        else:
+            clauses.append(rest)
+        rest = ""
+    return clauses, rest
+
+
 def _split_en(para: str) -> list[str]:
     out: list[str] = []
     start = 0

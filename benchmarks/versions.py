@@ -7,7 +7,8 @@
 Runs ``python -m benchmarks.<name> <args>`` from each source tree in turn (before, after, after, before,
 ... so drift lands on both), each tree on its own ``PYTHONPATH``, and reads the result JSON the benchmark
 writes in its tree. Per figure: the median over rounds of each version and the ratio after / before.
-Result files of this tree that the runs overwrite are put back. Writes ``results/versions-<name>.md``.
+Result files of this tree that the runs overwrite are put back. Give ``--after`` a worktree of the change
+to go on editing this one meanwhile. Writes ``results/versions-<name>.md``.
 """
 
 from __future__ import annotations
@@ -73,11 +74,12 @@ def _kept(name: str) -> dict[Path, bytes]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.versions", description=__doc__.split("\n\n")[0])
     p.add_argument("--before", required=True, type=Path, help="the other source tree (e.g. a git worktree)")
+    p.add_argument("--after", type=Path, default=HERE, help="the changed source tree (default: this one)")
     p.add_argument("--rounds", type=int, default=3, help="runs of each version, interleaved (default 3)")
     p.add_argument("benchmark", choices=sorted(BENCHMARKS))
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the benchmark")
     ns = p.parse_args(argv)
-    trees = {"before": ns.before.resolve(), "after": HERE}
+    trees = {"before": ns.before.resolve(), "after": ns.after.resolve()}
     from benchmarks.original import read_bandwidth_gbs
 
     bandwidth = read_bandwidth_gbs()
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append([fig, round(before, 2), round(after, 2), f"{after / before:.3f}"])
     table = markdown_table(["figure", "before (median of runs)", "after", "after / before"], rows)
     notes = (
-        f"`python -m benchmarks.versions --before {ns.before} --rounds {ns.rounds} {ns.benchmark} "
+        f"`python -m benchmarks.versions --before {ns.before} --after {ns.after} --rounds {ns.rounds} {ns.benchmark} "
         f"{' '.join(ns.args)}`: before = {trees['before']}, after = {trees['after']}; runs interleaved "
         f"(before, after, after, before, ...). Machine: {machine()}, read bandwidth {bandwidth:.1f} GB/s."
     )

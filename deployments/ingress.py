@@ -37,7 +37,7 @@ from deployments.variants import Variant, build_variants
 from deployments.websocket import serve_socket
 from graph.abtest import ABStats, Router
 from graph.config import ABConfig, ConfigError, Limits
-from graph.pipeline import Run, within
+from graph.run import Run, within
 
 log = logging.getLogger("hayaku.ingress")
 
@@ -291,11 +291,11 @@ class Ingress:
     async def _speech_translate(self, v: Variant, ctx: _Ctx, body: SpeechTranslateRequest, rid: str) -> Response:
         audio.check_format(body.format, stream=body.stream and body.response == "audio")
         ctx.run = run = v.pipeline.speech_translate(
-            body.text, body.source_lang, body.target_lang, voice=body.voice, speed=body.speed
+            body.text, body.source_lang, body.target_lang, voice=body.voice, speed=body.speed, clauses=body.stream
         )
         if not body.stream:
             return await responses.speech_translate(run, body, rid, v.name)
-        stream = await responses.speech_translate_stream(run, body, rid, v.name)
+        stream = await responses.speech_translate_stream(run, body, rid, v.name, v.info["translator"]["backend"])
         return self._stream_response(v, "speech-translate", ctx, *stream)
 
     @app.websocket("/v1/stream")

@@ -17,7 +17,7 @@ from deployments import openai_api, streams
 from deployments.http.app import header_json, header_text
 from deployments.http.errors import error_response
 from deployments.http.schemas import SpeechRequest, SpeechTranslateJSON, SpeechTranslateRequest
-from graph.pipeline import Run, SpeechTranslation
+from graph.run import Run, SpeechTranslation
 
 #: a streamed body, its media type and the headers it starts with
 Stream = tuple[AsyncIterator[bytes], str, dict[str, str]]
@@ -100,23 +100,25 @@ async def speech_translate(run: Run, body: SpeechTranslateRequest, rid: str, var
     return Response(data, media_type=audio.MEDIA_TYPES[body.format], headers=headers)
 
 
-async def speech_translate_stream(run: Run, body: SpeechTranslateRequest, rid: str, variant: str) -> Stream:
-    """``POST /v1/speech-translate`` with ``stream``: the audio file sentence by sentence, or NDJSON lines
-    (one per sentence, then ``done``; an ``error`` line if the stream breaks)."""
+async def speech_translate_stream(
+    run: Run, body: SpeechTranslateRequest, rid: str, variant: str, translator_backend: str
+) -> Stream:
+    """``POST /v1/speech-translate`` with ``stream``: the audio file piece by piece, or NDJSON lines (one per
+    piece: a sentence, or a clause of one; then ``done``; an ``error`` line if the stream breaks).
+    ``translator_backend`` names the translator in the headers: they leave before a translation is whole."""
     before, first = await run.first_audio()
-    tr = next(p.translation for p in before if p.translation is not None)
-    translator = {"backend": tr.backend, "model": tr.model, "options": tr.options}
     enc = None if body.response == "json" else audio.Encoder(body.format, first.sample_rate)
 
     async def lines() -> AsyncIterator[bytes]:
         try:
             async for p in streams.chain(before, run):
                 yield streams.ndjson(streams.sentence_line(p, body.format))
+            tr = run.records[0]
             done = {
                 "type": "done",
-                "translation": run.translation(run.read),
+                "translation": run.translation(),
                 "variant": variant,
-                "translator": translator,
+                "translator": {"backend": tr.backend, "model": tr.model, "options": tr.options},
                 "speaker": {"backend": first.backend, "voice": first.voice},
                 "fallbacks": run.fallbacks,
                 "timings_ms": streams.timings(first_audio=run.stages["first_audio"], total=run.elapsed_ms()),
@@ -129,7 +131,7 @@ async def speech_translate_stream(run: Run, body: SpeechTranslateRequest, rid: s
 
     chunks = lines() if enc is None else streams.audio_stream(streams.chain(before, run), enc)
     headers = {
-        "X-Hayaku-Translator": tr.backend,
+        "X-Hayaku-Translator": run.records[0].backend if run.records else translator_backend,
         "X-Hayaku-Speaker": first.backend,
         "X-Hayaku-Voice": first.voice,
         "X-Hayaku-Sample-Rate": str(enc.rate if enc else first.sample_rate),

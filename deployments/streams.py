@@ -1,6 +1,7 @@
 """How a run's pieces leave over the wire: an audio stream, NDJSON lines, OpenAI's SSE events and the
 WebSocket's messages. Every stream joins sentences the same way (backends.audio.joined: the gap before
-every sentence but the first, at the stream's one rate), whatever speaker served each piece."""
+every sentence but the first, a short pause after a clause's comma, at the stream's one rate), whatever
+speaker served each piece. A piece is a sentence, or a clause of one where the translation streamed."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from backends import audio
-from backends.types import SpeechResult
-from graph.pipeline import GAP_S, Piece, Run
+from graph.run import Piece, Run
 
 
 def chain(before: list[Piece], run: Run) -> AsyncIterator[Piece]:
@@ -27,17 +27,19 @@ def chain(before: list[Piece], run: Run) -> AsyncIterator[Piece]:
 
 
 class Joiner:
-    """Sentence audio as one stream at ``rate``: the gap before every sentence but the first."""
+    """The pieces' audio as one stream at ``rate``: each piece after its gap (between sentences, and the
+    pause after a clause's comma), none before the first."""
 
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.spoken = 0
 
-    def pcm(self, sp: SpeechResult) -> bytes:
-        return audio.pcm_bytes(self.samples(sp))
+    def pcm(self, p: Piece) -> bytes:
+        return audio.pcm_bytes(self.samples(p))
 
-    def samples(self, sp: SpeechResult) -> Any:
-        out = audio.joined(sp, self.rate, self.spoken == 0, GAP_S)
+    def samples(self, p: Piece) -> Any:
+        assert p.speech is not None
+        out = audio.joined(p.speech, self.rate, self.spoken == 0, p.gap_s)
         self.spoken += 1
         return out
 
@@ -46,7 +48,7 @@ async def audio_stream(pieces: AsyncIterator[Piece], enc: audio.Encoder) -> Asyn
     """The pieces' speech through one stream encoder (a codec may hold a sentence's first bytes)."""
     joiner = Joiner(enc.in_rate)
     async for p in pieces:
-        if p.speech is not None and (data := enc.write(joiner.samples(p.speech))):
+        if p.speech is not None and (data := enc.write(joiner.samples(p))):
             yield data
     if tail := enc.close():
         yield tail
@@ -66,6 +68,8 @@ def sentence_line(p: Piece, fmt: str) -> dict[str, Any]:
     return {
         "type": "sentence",
         "index": p.index,
+        "sentence": p.sentence,
+        "clause": p.clause,
         "source": p.source,
         "translation": p.text,
         "audio_base64": base64.b64encode(audio.encode_result(sp, fmt)).decode() if sp else None,
@@ -94,6 +98,8 @@ def ws_translation(p: Piece) -> dict[str, Any]:
     return {
         "type": "translation",
         "index": p.index,
+        "sentence": p.sentence,
+        "clause": p.clause,
         "source": p.source,
         "text": p.text,
         "timings_ms": tr.timings_ms if tr else {},

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ray import serve
@@ -68,6 +69,17 @@ class TranslatorReplica(StageHolder[TranslateStage]):
             return await self._stage.translate(text, source_lang, target_lang)
         except HayakuError as exc:
             return exc
+
+    async def translate_stream(
+        self, text: str, source_lang: str, target_lang: str
+    ) -> AsyncIterator[str | TranslationResult | HayakuError]:
+        """The translation's text pieces as they are decoded, then its record (or the expected error, as a
+        value); called through a streaming handle. A caller that stops reading stops the decoding."""
+        try:
+            async for item in self._stage.translate_stream(text, source_lang, target_lang):
+                yield item
+        except HayakuError as exc:
+            yield exc
 
 
 TranslatorDeployment = serve.deployment(name="Translator", max_ongoing_requests=32, health_check_period_s=10)(

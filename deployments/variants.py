@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,13 @@ class StageCalls:
 
     def translate(self, text: str, source_lang: str, target_lang: str) -> Awaitable[Any]:
         return self.call("translate", text, source_lang, target_lang)
+
+    def translate_stream(self, text: str, source_lang: str, target_lang: str) -> AsyncIterator[Any]:
+        """The translation's pieces, then its record; through a handle, a Ray Serve streaming call."""
+        target: Any = self.target
+        if self.local:
+            return target.translate_stream(text, source_lang, target_lang)  # type: ignore[no-any-return]
+        return target.options(stream=True).translate_stream.remote(text, source_lang, target_lang)  # type: ignore[no-any-return]
 
     def speak(self, item: Any, lang: str, voice: str | None, speed: float) -> Awaitable[Any]:
         return self.call("speak", item, lang, voice, speed)

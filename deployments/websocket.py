@@ -21,7 +21,8 @@ from fastapi import WebSocket, WebSocketDisconnect
 from backends.errors import InvalidRequest
 from deployments import streams
 from deployments.http.errors import error_response
-from graph.pipeline import Live, within
+from graph.pipeline import Live
+from graph.run import within
 
 #: how long a WebSocket may stay silent before the server closes it
 IDLE_TIMEOUT_S = 30.0
@@ -62,7 +63,7 @@ async def _send(ws: WebSocket, live: Live, record: Record) -> None:
         stages = {"translate": p.translation.timings_ms.get("translate", 0.0)} if p.translation else {}
         if p.speech is not None:
             joiner = joiner or streams.Joiner(p.speech.sample_rate)
-            pcm = joiner.pcm(p.speech)
+            pcm = joiner.pcm(p)
             stages["synthesize"] = p.speech.timings_ms.get("synthesize", 0.0)
             await ws.send_json(streams.ws_audio(p, pcm, joiner.rate))
             await ws.send_bytes(pcm)

@@ -2,104 +2,26 @@
 
 ``Pipeline`` drives two stages (graph.stages: in-process, or a Ray Serve handle's adapter in
 deployments/). Every sentence's translation and speech start at once; the speaker gets each
-translation unawaited, so sentence i's speech starts the moment its translation exists. A ``Run`` is
-an async iterator of ``Piece``s in sentence order, under one deadline per request (a live session:
-per sentence), cancelling what is left when its consumer stops; it notes fallbacks and stage timings,
-time to first audio included. ``Run.whole()`` joins the pieces into one ``SpeechTranslation``.
+translation unawaited, so sentence i's speech starts the moment its translation exists. With
+``clauses=True`` (the streamed routes) a sentence's translation streams instead, and each clause
+(backends.text.complete_clauses) is spoken as soon as its text is decoded, while the rest is still
+being translated. A ``graph.run.Run`` yields the pieces in order; ``Run.whole()`` joins them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any
 
-import numpy as np
-
-from backends import audio
 from backends.base import Speaker, Translator
-from backends.errors import BackendTimeout, InvalidRequest
+from backends.errors import InvalidRequest
 from backends.languages import normalize_lang
-from backends.text import check_text, complete_sentences, split_sentences
-from backends.types import SpeechResult, TranslationResult
+from backends.text import check_text, complete_clauses, complete_sentences, split_sentences
+from backends.types import TranslationResult
+from graph.run import Clauses, Run, SpeechTranslation
 from graph.stages import Speaking, SpeakStage, TranslateStage, Translating
-
-#: silence between spoken sentences
-GAP_S = 0.12
-
-
-def join_translation(parts: list[str], target_lang: str) -> str:
-    sep = "" if target_lang in ("ja", "zh", "th") else " "
-    return sep.join(p.strip() for p in parts)
-
-
-@dataclass
-class Piece:
-    """One sentence of a run: its source text, translation (None when only speaking) and speech
-    (None when the translation is empty), with when it was ready."""
-
-    index: int
-    source: str
-    translation: TranslationResult | None
-    speech: SpeechResult | None
-    since_start_ms: float
-    #: from the sentence's start (a live session's sentences start when they are complete) to ready
-    ms: float
-
-    @property
-    def text(self) -> str:
-        """What was spoken: the translation, or the source when nothing was translated."""
-        return self.translation.text if self.translation is not None else self.source
-
-
-@dataclass
-class SpeechTranslation:
-    """A whole run: the translation, the joined audio, and per-stage timings in ms."""
-
-    source_text: str
-    translation: str
-    pieces: list[Piece]
-    samples: np.ndarray
-    sample_rate: int
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    fallbacks: list[str] = field(default_factory=list)
-
-    @property
-    def sentences(self) -> list[TranslationResult]:
-        return [p.translation for p in self.pieces if p.translation is not None]
-
-    @property
-    def speech(self) -> list[SpeechResult]:
-        return [p.speech for p in self.pieces if p.speech is not None]
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.samples) / self.sample_rate if self.sample_rate else 0.0
-
-    def encode(self, fmt: str = "wav") -> bytes:
-        return audio.encode(self.samples, self.sample_rate, fmt)
-
-    def wav(self) -> bytes:
-        return self.encode("wav")
-
-
-async def within(work: Awaitable[Any], timeout_s: float) -> Any:
-    """``await work`` with a deadline, raising TimeoutError; on 3.11+ without wait_for's extra task."""
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(timeout_s):
-            return await work
-    return await asyncio.wait_for(work, timeout_s)
-
-
-def _value(out: Any) -> Any:
-    """A stage's answer; an expected error a stage returned as a value is raised."""
-    if isinstance(out, BaseException):
-        raise out
-    return out
 
 
 def _started(call: Awaitable[Any]) -> Awaitable[Any]:
@@ -108,150 +30,26 @@ def _started(call: Awaitable[Any]) -> Awaitable[Any]:
     return asyncio.ensure_future(call) if asyncio.iscoroutine(call) else call
 
 
-def _cancel(parts: list[Any]) -> None:
-    """Stops stage calls nobody will read (the consumer left, or an earlier sentence failed)."""
-    for p in parts:
-        cancel = getattr(p, "cancel", None)
+def _rest(final: str, spoken: str, unspoken: str) -> str:
+    """What is left to speak once the whole translation is known: the record's text past what the clauses
+    already said (the record is the cleaned answer; the clauses were its raw decoded text)."""
+    said = "".join(spoken.split())
+    text = final
+    for i in range(len(final) + 1):  # the shortest prefix of the record that holds what was said
+        if "".join(final[:i].split()) == said:
+            return text[i:]
+    return unspoken  # the cleaning changed what was already spoken: say what the decoding left
+
+
+async def _stop(stream: Any) -> None:
+    """Ends a translation stream nobody reads: a Ray streaming call is cancelled, a local one closed
+    (its backend stops decoding at the next token)."""
+    cancel, aclose = getattr(stream, "cancel", None), getattr(stream, "aclose", None)
+    with contextlib.suppress(Exception):
         if cancel is not None:
-            with contextlib.suppress(Exception):  # already finished or never started: nothing to stop
-                cancel()
-
-
-class Run:
-    """One request's pieces, in order, as each becomes ready."""
-
-    def __init__(self, timeout_s: float | None, target_lang: str) -> None:
-        self.started = time.perf_counter()
-        self.timeout_s = timeout_s
-        self.target_lang = target_lang
-        #: per stage: the slowest sentence's own ms (translate, synthesize), and first_audio since start
-        self.stages: dict[str, float] = {}
-        self.fallbacks: list[str] = []
-        self.source_text = ""
-        # per sentence: source, translation call, speech call, deadline, start
-        self._queue: list[tuple[str, Awaitable[Any] | None, Awaitable[Any] | None, float, float]] = []
-        self._next = 0
-        #: the pieces read so far
-        self.read: list[Piece] = []
-        self._ended = False
-        self._wake = asyncio.Event()
-        self._closed = False
-
-    # -- filling ---------------------------------------------------------------------------------
-
-    def add(self, source: str, translation: Awaitable[Any] | None, speech: Awaitable[Any] | None) -> None:
-        """Queues one sentence whose stage calls already run; its deadline starts now."""
-        deadline = time.monotonic() + self.timeout_s if self.timeout_s is not None else float("inf")
-        self._queue.append((source, translation, speech, deadline, time.perf_counter()))
-        self._wake.set()
-
-    def end(self) -> None:
-        """No more sentences will be added."""
-        self._ended = True
-        self._wake.set()
-
-    # -- reading ---------------------------------------------------------------------------------
-
-    def __aiter__(self) -> AsyncIterator[Piece]:
-        return self
-
-    async def __anext__(self) -> Piece:
-        try:
-            while self._next >= len(self._queue):
-                if self._ended or self._closed:
-                    raise StopAsyncIteration
-                self._wake.clear()
-                await self._wake.wait()
-            source, tr_part, sp_part, deadline, start = self._queue[self._next]
-            tr = None if tr_part is None else _value(await self._within(tr_part, deadline))
-            sp = None if sp_part is None else _value(await self._within(sp_part, deadline))
-        except BaseException:
-            await self.aclose()
-            raise
-        now = time.perf_counter()
-        piece = Piece(self._next, source, tr, sp, (now - self.started) * 1000, (now - start) * 1000)
-        self._next += 1
-        self.read.append(piece)
-        self._note(tr, sp, piece.since_start_ms)
-        return piece
-
-    async def _within(self, part: Awaitable[Any], deadline: float) -> Any:
-        if deadline == float("inf"):
-            return await part
-        try:
-            return await within(part, max(0.001, deadline - time.monotonic()))
-        except (TimeoutError, asyncio.TimeoutError):
-            raise BackendTimeout(
-                f"no answer within request_timeout_s={self.timeout_s:g} s; try again or raise it"
-            ) from None
-
-    def _note(self, tr: TranslationResult | None, sp: SpeechResult | None, at_ms: float) -> None:
-        for role, r in (("translator", tr), ("speaker", sp)):
-            src = getattr(r, "fallback_from", None)
-            if src:
-                note = f"{role}: {src.get('backend')} failed ({src.get('reason')}), {r.backend} served"  # type: ignore[union-attr]
-                if note not in self.fallbacks:
-                    self.fallbacks.append(note)
-        if tr is not None:
-            self.stages["translate"] = max(self.stages.get("translate", 0.0), tr.timings_ms.get("translate", 0.0))
-        if sp is not None:
-            self.stages["synthesize"] = max(self.stages.get("synthesize", 0.0), sp.timings_ms.get("synthesize", 0.0))
-            self.stages.setdefault("first_audio", at_ms)
-
-    async def aclose(self) -> None:
-        """Cancels every stage call not yet read."""
-        if not self._closed:
-            self._closed = True
-            self._wake.set()
-            _cancel([p for _, tr, sp, _, _ in self._queue[self._next :] for p in (tr, sp) if p is not None])
-
-    def elapsed_ms(self) -> float:
-        return (time.perf_counter() - self.started) * 1000
-
-    async def first_audio(self) -> tuple[list[Piece], SpeechResult]:
-        """Reads pieces up to the first one with audio (a stream's rate and headers come from it)."""
-        before: list[Piece] = []
-        async for piece in self:
-            before.append(piece)
-            if piece.speech is not None:
-                return before, piece.speech
-        raise InvalidRequest("the translation is empty; nothing to speak")
-
-    async def whole(self, rate: Callable[[int], int] = int) -> SpeechTranslation:
-        """Every piece, the speech joined with a gap between sentences at ``rate(first piece's rate)``."""
-        pieces = [p async for p in self]
-        speech = [p.speech for p in pieces if p.speech is not None]
-        if not speech:
-            raise InvalidRequest("the translation is empty; nothing to speak")
-        t0 = time.perf_counter()
-        samples, out_rate = audio.concat(speech, GAP_S, rate(speech[0].sample_rate))
-        timings = {**self.stages, "join": (time.perf_counter() - t0) * 1000, "total": self.elapsed_ms()}
-        return SpeechTranslation(
-            self.source_text, self.translation(pieces), pieces, samples, out_rate, timings, self.fallbacks
-        )
-
-    def translation(self, pieces: list[Piece]) -> str:
-        return join_translation([p.text for p in pieces], self.target_lang)
-
-    async def text(self) -> TextTranslation:
-        """Every piece's translation, joined (a run without speech: ``POST /v1/translate``)."""
-        pieces = [p async for p in self]
-        return TextTranslation(
-            self.translation(pieces),
-            [p.translation for p in pieces if p.translation is not None],
-            {**self.stages, "total": self.elapsed_ms()},
-            self.fallbacks,
-        )
-
-
-@dataclass
-class TextTranslation:
-    """A translation without speech (``POST /v1/translate``)."""
-
-    translation: str
-    sentences: list[TranslationResult]
-    timings_ms: dict[str, float]
-    fallbacks: list[str]
+            cancel()
+        elif aclose is not None:
+            await aclose()
 
 
 class Pipeline:
@@ -289,9 +87,42 @@ class Pipeline:
             raise InvalidRequest("this pipeline only speaks: it has no translator")
         return self.translator
 
-    def _start(self, run: Run, sentence: str, src: str, tgt: str, voice: str | None, speed: float) -> None:
+    def _start(
+        self, run: Run, sentence: str, src: str, tgt: str, voice: str | None, speed: float, clauses: bool
+    ) -> None:
+        voice = voice or self.voice
+        if clauses:
+            run.add_clauses(sentence, lambda into: self._clauses(into, sentence, src, tgt, voice, speed))
+            return
         tr = _started(self._translating().translate(sentence, src, tgt))
-        run.add(sentence, tr, _started(self.speaker.speak(tr, tgt, voice or self.voice, speed)))
+        run.add(sentence, tr, _started(self.speaker.speak(tr, tgt, voice, speed)))
+
+    async def _clauses(self, into: Clauses, sentence: str, src: str, tgt: str, voice: str | None, speed: float) -> None:
+        """Streams one sentence's translation; each clause goes to the speaker as soon as it is complete."""
+        buffer = spoken = ""
+        stream = self._translating().translate_stream(sentence, src, tgt)
+        try:
+            async for item in stream:
+                if isinstance(item, str):
+                    buffer += item
+                    done, buffer = complete_clauses(buffer, tgt)
+                    for clause in done:
+                        spoken += clause
+                        into.clause(clause, _started(self.speaker.speak(clause.strip(), tgt, voice, speed)))
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                final: TranslationResult = item
+                rest = _rest(final.text, spoken, buffer) if spoken else final.text
+                if rest.strip():
+                    into.clause(rest, _started(self.speaker.speak(rest.strip(), tgt, voice, speed)), final)
+                into.end(final)
+                return
+            raise InvalidRequest("the translator's stream ended without its result")  # a stage bug, said clearly
+        except Exception as exc:
+            into.end(exc)
+        finally:
+            await _stop(stream)
 
     def speech_translate(
         self,
@@ -300,19 +131,21 @@ class Pipeline:
         target_lang: str | None = None,
         voice: str | None = None,
         speed: float = 1.0,
+        clauses: bool = False,
     ) -> Run:
-        """Every sentence translated and spoken, all in flight at once; pieces in order."""
+        """Every sentence translated and spoken, all in flight at once; pieces in order. ``clauses``: each
+        sentence's translation streams and is spoken clause by clause (first audio sooner)."""
         src, tgt = self.langs(source_lang, target_lang)
-        run = self._run(text, tgt)
+        run = Run(self.timeout_s, tgt, text)
         for sentence in self.sentences(text, src):
-            self._start(run, sentence, src, tgt, voice, speed)
+            self._start(run, sentence, src, tgt, voice, speed, clauses)
         run.end()
         return run
 
     def speak(self, text: str, lang: str | None = None, voice: str | None = None, speed: float = 1.0) -> Run:
         """Speech of text already in the target language, sentence by sentence."""
         tgt = normalize_lang(lang or self.target_lang)
-        run = self._run(text, tgt)
+        run = Run(self.timeout_s, tgt, text)
         for sentence in self.sentences(text, tgt):
             run.add(sentence, None, _started(self.speaker.speak(sentence, tgt, voice or self.voice, speed)))
         run.end()
@@ -322,20 +155,22 @@ class Pipeline:
         """Every sentence translated at once, nothing spoken; ``await run.text()`` joins them."""
         src, tgt = self.langs(source_lang, target_lang)
         translator = self._translating()
-        run = self._run(text, tgt)
+        run = Run(self.timeout_s, tgt, text)
         for sentence in self.sentences(text, src):
             run.add(sentence, _started(translator.translate(sentence, src, tgt)), None)
         run.end()
         return run
 
-    def _run(self, text: str, lang: str) -> Run:
-        run = Run(self.timeout_s, lang)
-        run.source_text = text
-        return run
-
-    def live(self, source_lang: str | None = None, target_lang: str | None = None, voice: str | None = None) -> Live:
-        """A session fed text as it arrives (live captions): each finished sentence starts at once."""
-        return Live(self, *self.langs(source_lang, target_lang), voice)
+    def live(
+        self,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
+        voice: str | None = None,
+        clauses: bool = True,
+    ) -> Live:
+        """A session fed text as it arrives (live captions): each finished sentence starts at once, and is
+        spoken clause by clause unless ``clauses`` is False."""
+        return Live(self, *self.langs(source_lang, target_lang), voice, clauses)
 
     def run_sync(self, text: str, voice: str | None = None, speed: float = 1.0) -> SpeechTranslation:
         """``speech_translate(...).whole()`` from synchronous code (the CLI, offline benchmarks).
@@ -381,10 +216,13 @@ class Live:
     Each sentence has its own deadline from when it was complete: a socket may stay open for hours.
     """
 
-    def __init__(self, pipeline: Pipeline, source_lang: str, target_lang: str, voice: str | None) -> None:
+    def __init__(
+        self, pipeline: Pipeline, source_lang: str, target_lang: str, voice: str | None, clauses: bool
+    ) -> None:
         self.pipeline = pipeline
         self.langs = (source_lang, target_lang)
         self.voice = voice
+        self.clauses = clauses
         self.run = Run(pipeline.timeout_s, target_lang)
         self.buffer = ""
         self.count = 0
@@ -396,7 +234,7 @@ class Live:
             raise InvalidRequest(f"unfinished text over max_chars={self.pipeline.max_chars}; send sentence ends")
         done, self.buffer = complete_sentences(self.buffer, self.langs[0], flush)
         for sentence in done:
-            self.pipeline._start(self.run, sentence, *self.langs, self.voice, 1.0)
+            self.pipeline._start(self.run, sentence, *self.langs, self.voice, 1.0, self.clauses)
         self.count += len(done)
         return len(done)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -40,6 +41,10 @@ class Translating(Protocol):
     """
 
     def translate(self, text: str, source_lang: str, target_lang: str) -> Awaitable[Any]: ...
+
+    def translate_stream(self, text: str, source_lang: str, target_lang: str) -> AsyncIterator[Any]:
+        """The translation's text pieces (str) as they are decoded, then its TranslationResult (or error)."""
+        ...
 
 
 class Speaking(Protocol):
@@ -192,6 +197,46 @@ class TranslateStage(_Stage[Translator]):
         if self._runner is None or self._runner.done():
             self._runner = asyncio.create_task(self._drain())
         return await done
+
+    async def translate_stream(self, text: str, source_lang: str, target_lang: str) -> AsyncIterator[Any]:
+        """The translation's pieces (str) as the backend decodes them, then its TranslationResult; a backend
+        that cannot stream gives only the result. Closing the iterator early stops the decoding."""
+        backend = self.backend
+        if not backend.streams_text():
+            yield await self.translate(text, source_lang, target_lang)
+            return
+        src, tgt = backend.validate_request([text], source_lang, target_lang)
+        loop = asyncio.get_running_loop()
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+        stop = threading.Event()
+
+        def emit(piece: str) -> bool:
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+            return stop.is_set()
+
+        def decode() -> TranslationResult:
+            return backend.translate_stream(text, src, tgt, emit)
+
+        if backend.concurrent:
+            call = asyncio.ensure_future(self._outside_lock(backend, decode))
+        else:
+            call = asyncio.ensure_future(self._locked(decode))
+        try:
+            while not call.done() or not pieces.empty():
+                get = asyncio.ensure_future(pieces.get())
+                await asyncio.wait({get, call}, return_when=asyncio.FIRST_COMPLETED)
+                if get.done():
+                    yield get.result()
+                else:
+                    get.cancel()
+            # the engine's thread queued every piece before it returned: they were all read above
+            yield _checked(call.result())
+        finally:
+            stop.set()  # a consumer that left stops the decoding at its next token
+
+    async def _locked(self, call: Callable[[], Any]) -> Any:
+        async with self._lock:
+            return await asyncio.to_thread(call)
 
     async def _drain(self) -> None:
         while self._queue:

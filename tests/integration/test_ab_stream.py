@@ -18,7 +18,7 @@ from ray.serve.context import _get_global_client
 from ray.serve.schema import ServeDeploySchema
 
 from backends.audio import decode_wav
-from graph.pipeline import join_translation
+from graph.run import join_translation
 
 websockets = pytest.importorskip("websockets", reason="the WebSocket test needs websockets: pip install 'hayaku[test]'")
 
@@ -35,6 +35,11 @@ AB = {
 SLOW = {
     "translator": {"backend": "echo"},
     "speaker": {"backend": "tone", "options": {"work_ms": 300, "sample_rate": 16000}},
+}
+#: a translator that decodes word by word: the streamed routes speak it clause by clause
+STREAMING = {
+    "translator": {"backend": "echo", "options": {"stream_ms": 40}},
+    "speaker": {"backend": "tone", "options": {"sample_rate": 16000}},
 }
 JA_PARAGRAPH = "電車は九時に出ます。切符を買ってください。ホームは左です。よい旅を。"
 PARAGRAPH = "The train leaves at nine. Please buy a ticket. The platform is on the left. Have a nice trip."
@@ -217,6 +222,38 @@ def test_client_that_leaves_mid_stream_frees_the_replica(slow_url: str) -> None:
         waited = time.perf_counter() - t0
     assert after.status_code == 200
     assert waited < 3.5, f"the next request waited {waited:.1f} s behind the abandoned stream's work"
+
+
+@pytest.fixture(scope="module")
+def streaming_url(serve_port: int, deploy_graph: Any) -> Any:
+    deploy_graph(STREAMING, "streaming", "/streaming")
+    yield f"http://127.0.0.1:{serve_port}/streaming"
+    serve.delete("streaming")
+
+
+def test_a_decoding_translation_is_streamed_clause_by_clause(streaming_url: str) -> None:
+    """Through the translator deployment's streaming handle: each clause's audio leaves while the rest of its
+    sentence is still being decoded; the non-streamed response is unchanged."""
+    text = "Good morning, and thank you for coming today. Have a nice trip."
+    with httpx.Client(timeout=60) as c:
+        lines = [json.loads(x) for x in c.post(
+            f"{streaming_url}/v1/speech-translate", json={"text": text, "stream": True, "response": "json"}
+        ).text.splitlines()]  # fmt: skip
+        whole = c.post(f"{streaming_url}/v1/speech-translate", json={"text": text, "response": "json"}).json()
+    pieces, done = lines[:-1], lines[-1]
+    assert [(p["sentence"], p["clause"], p["translation"]) for p in pieces] == [
+        (0, 0, "Good morning,"),
+        (0, 1, " and thank you for coming today."),
+        (1, 0, "Have a nice trip."),
+    ]
+    assert all(p["audio_base64"] for p in pieces)
+    # the first clause was heard before the sentence's translation (7 words x 40 ms) was done
+    assert pieces[0]["timings_ms"]["since_start"] < pieces[1]["timings_ms"]["since_start"]
+    assert done["type"] == "done" and done["translation"] == whole["translation"]
+    assert whole["translation"] == join_translation(
+        ["Good morning, and thank you for coming today.", "Have a nice trip."], "ja"
+    )
+    assert done["timings_ms"]["first_audio"] <= pieces[1]["timings_ms"]["since_start"]
 
 
 def test_streams_refuse_flac_and_bad_input_clearly(slow_url: str) -> None:

@@ -13,7 +13,8 @@ from backends import audio, registry
 from backends.errors import BackendTimeout, InvalidRequest
 from backends.text import complete_sentences
 from backends.types import SpeechResult
-from graph.pipeline import GAP_S, Pipeline, local_pipeline
+from graph.pipeline import Pipeline, local_pipeline
+from graph.run import CLAUSE_PAUSE_S, GAP_S
 from graph.stages import SpeakStage, TranslateStage, build_speaker
 
 PARAGRAPH = "Good morning. The train leaves at nine. Please keep your ticket. Have a nice trip."
@@ -64,7 +65,7 @@ def test_a_request_past_its_deadline_is_a_backend_timeout_and_its_calls_are_canc
     run, err = asyncio.run(go())
     assert err.kind == "timeout" and "request_timeout_s=0.3" in str(err)  # the ingress answers it 503
     assert run.read == []  # nothing came back
-    assert all(sp.cancelled() for _, _, sp, _, _ in run._queue)
+    assert all(s.calls[-1].cancelled() for s in run._queue)  # the speech calls still running were stopped
 
 
 def test_a_consumer_that_stops_early_cancels_the_remaining_sentences() -> None:
@@ -76,7 +77,7 @@ def test_a_consumer_that_stops_early_cancels_the_remaining_sentences() -> None:
 
     run, first = asyncio.run(go())
     assert first.index == 0
-    left = [sp for _, _, sp, _, _ in run._queue[1:]]
+    left = [s.calls[-1] for s in run._queue[1:]]
     assert left and all(sp.done() for sp in left)
     assert any(sp.cancelled() for sp in left)
 
@@ -170,3 +171,72 @@ def test_joined_puts_the_gap_before_every_sentence_but_the_first_at_one_rate() -
     assert len(second) == 160 + 200 and not second[:160].any() and second[160:].all()  # resampled 8 -> 16 kHz
     samples, rate = audio.concat([a, b], 0.01)
     assert rate == 16000 and np.array_equal(samples, np.concatenate([first, second]))
+
+
+# -- clause by clause (the streamed routes) -----------------------------------------------------------
+
+TWO = "Good morning, and thank you for coming. Have a nice trip."
+
+
+def _pieces(pipe: Pipeline, text: str, **kw: Any) -> tuple[list[Any], Any]:
+    async def go() -> tuple[list[Any], Any]:
+        run = pipe.speech_translate(text, clauses=True, **kw)
+        return [p async for p in run], run
+
+    return asyncio.run(go())
+
+
+def test_a_streamed_translation_is_spoken_clause_by_clause_in_order() -> None:
+    pieces, run = _pieces(_echo_tone({"stream_ms": 5}), TWO)
+    assert [(p.sentence, p.clause, p.text) for p in pieces] == [
+        (0, 0, "JA:Good morning,"),
+        (0, 1, " and thank you for coming."),
+        (1, 0, "JA:Have a nice trip."),
+    ]
+    assert all(p.speech is not None and p.speech.text == p.text.strip() for p in pieces)
+    # a clause after a comma follows a short pause, a new sentence the sentence gap, the first nothing
+    assert [p.gap_s for p in pieces] == [0.0, CLAUSE_PAUSE_S, GAP_S]
+    # the records are the sentences' whole translations
+    assert [r.text for r in run.records] == ["JA:Good morning, and thank you for coming.", "JA:Have a nice trip."]
+    assert run.translation() == "JA:Good morning, and thank you for coming.JA:Have a nice trip."
+
+
+def test_the_first_clause_is_spoken_before_its_translation_is_finished() -> None:
+    async def go() -> tuple[Any, list[Any]]:
+        run = _echo_tone({"stream_ms": 30}).speech_translate("Hello there, this is a longer sentence.", clauses=True)
+        first = await run.__anext__()
+        records_at_first_audio = list(run.records)
+        rest = [p async for p in run]
+        return first, [records_at_first_audio, rest, run.records]
+
+    first, (at_first, rest, records) = asyncio.run(go())
+    assert first.text == "JA:Hello there," and first.speech is not None
+    assert at_first == []  # the sentence was still being decoded when its first clause was heard
+    assert [p.text for p in rest] == [" this is a longer sentence."] and len(records) == 1
+
+
+def test_text_without_a_clause_boundary_is_spoken_at_the_sentence_end() -> None:
+    pieces, run = _pieces(_echo_tone({"stream_ms": 2}), "no punctuation here at all")
+    assert [p.text for p in pieces] == ["JA:no punctuation here at all"]
+    assert pieces[0].translation is not None and run.translation() == "JA:no punctuation here at all"
+
+
+def test_clause_mode_with_a_translator_that_cannot_stream_speaks_whole_sentences() -> None:
+    pieces, run = _pieces(_echo_tone(), TWO)
+    assert [p.text for p in pieces] == ["JA:Good morning, and thank you for coming.", "JA:Have a nice trip."]
+    assert run.translation() == _echo_tone().run_sync(TWO).translation  # the non-streamed answer
+
+
+def test_a_consumer_that_leaves_mid_sentence_stops_the_decoding() -> None:
+    text = "One, two, three, four, five, six, seven, eight, nine, ten, eleven, twelve, thirteen."
+
+    async def go() -> Any:
+        run = _echo_tone({"stream_ms": 40}).speech_translate(text, clauses=True)
+        await run.__anext__()
+        await run.aclose()
+        await asyncio.sleep(0.2)  # the decoding thread sees the stop at its next word
+        return run
+
+    run = asyncio.run(go())
+    assert all(t.done() for t in run._tasks)
+    assert run.records == []  # the sentence never finished
