@@ -29,8 +29,13 @@ ROOT=$PWD
 
 DIR=${HAYAKU_CLUSTER_DIR:-/tmp/hayaku-cluster-$(id -u)}
 IP=${HAYAKU_CLUSTER_IP:-127.0.0.2}
-RAY=${RAY:-$ROOT/.venv/bin/ray}
-PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
+# Ray's CLI and a Python of the environment hayaku is installed in: RAY and PYTHON when given (the
+# test harness passes those of the Python running it), else the checkout's .venv, else PATH's
+if [ -z "${RAY:-}" ]; then
+  if [ -x "$ROOT/.venv/bin/ray" ]; then RAY=$ROOT/.venv/bin/ray; else RAY=$(command -v ray || echo ray); fi
+fi
+PYTHON=${PYTHON:-$(dirname "$RAY")/python}
+[ -x "$PYTHON" ] || PYTHON=$(command -v python3 || echo python3)
 HEAD_CPUS=${HAYAKU_HEAD_CPUS:-1}
 TRANSLATE_CPUS=${HAYAKU_TRANSLATE_CPUS:-2}
 SPEAK_CPUS=${HAYAKU_SPEAK_CPUS:-1}

@@ -1,21 +1,29 @@
 """The hayaku graph on a local three-node Ray cluster made with Ray's own `ray start`.
 
-    .venv/bin/pytest tests/cluster -m slow        # 5-15 minutes on a busy 2-core machine
+    python -m pytest tests/cluster             # 5-15 minutes on a busy 2-core machine
+
+Any environment hayaku is installed in with its serve extra runs it: the nodes use the `ray` CLI
+and the Python of the environment running pytest (benchmarks/cluster_nodes.py), not a `.venv`
+in the checkout.
 
 scripts/cluster.sh starts a head (HTTP proxy, ingress), a translate_node worker and a
 speak_node worker on loopback. configs/cluster.yaml is deployed with `serve deploy`, its stages
 switched to the synthetic echo and tone backends (deployments and placement kept); Ray's state
 API says where each replica runs; requests go over HTTP; the speaker's node is stopped and the
 translator's node killed under load, each comes back, and meanwhile every request must end as a
-200 or an explicit 503, and the graph must recover on the returned node. Then Serve and every
-node of the cluster stop, and no process of it may be left. ``test_real_models`` deploys
-configs/cluster.yaml as it is (backend auto: the prepared offline models).
+200 or an explicit 503, and the graph must recover on the returned node. What the loss did is
+checked from Ray's side too: the stage ran in that node's processes, none of them is left, the
+GCS lists the node and the old replicas DEAD, and nothing answered 200 while the node was away.
+Then Serve and every node of the cluster stop, and no process of it may be left.
+``test_real_models`` deploys configs/cluster.yaml as it is (backend auto: the prepared offline
+models).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import shutil
 import tempfile
 import time
@@ -33,6 +41,7 @@ from backends.audio import decode_wav, rms  # noqa: E402
 from backends.errors import HayakuError  # noqa: E402
 from benchmarks.cluster import (  # noqa: E402
     CONFIG,
+    RAY_CLI,
     SERVE_CLI,
     LocalCluster,
     node_loss,
@@ -46,13 +55,15 @@ pytestmark = pytest.mark.slow
 
 #: short, so a request waiting for a lost stage gives up (503) within the test's time
 REQUEST_TIMEOUT_S = 10.0
+#: how much later than request_timeout_s the ingress's 503 may arrive on a busy 2-core machine
+ANSWER_SLACK_S = 5.0
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     """Head + translate + speak nodes; at the end Serve and every node stop, and nothing may be left."""
-    if not SERVE_CLI.exists():
-        pytest.skip("Ray Serve's CLI is not next to the Python running the tests: pip install 'hayaku[serve]'")
+    if RAY_CLI is None or SERVE_CLI is None:
+        pytest.skip("Ray's CLIs are not installed with the Python running the tests: pip install 'hayaku[serve]'")
     # a short path: Ray's unix sockets live under it, and a socket path may not exceed 107 bytes
     tmp = Path(tempfile.mkdtemp(prefix="hkt-", dir="/tmp"))
     c = LocalCluster(tmp / "c")
@@ -137,8 +148,49 @@ def test_serves_requests_across_nodes(graph: dict[str, Any]) -> None:
         assert rate == 24000 and len(samples) > 0.5 * rate and rms(samples) > 0.05
 
 
+def check_node_loss(result: dict[str, Any], *, role: str, how: str) -> None:
+    """What a loss of the ``role`` node must show, whether or not a request saw a 503 (the test's docstring)."""
+    big = ("timeline", "replicas_before", "replicas_after", "replica_states")
+    summary = {k: v for k, v in result.items() if k not in big}
+    before, after = result["replicas_before"], result["replicas_after"]
+    # where the stage ran: on a node with its resource, in the processes of the node taken away
+    assert before and all(f"{role}_node" in r["node_resources"] for r in before), before
+    assert result["replicas_in_node_session"], f"the replicas were not processes of node {result['node']}: {summary}"
+    # the node is really gone: none of its processes left, the GCS lists it and the old replicas DEAD
+    assert result["node_processes_left"] == [] and result["replica_pids_left"] == [], summary
+    assert set(result["lost_nodes"].values()) == {"DEAD"}, summary
+    assert set(result["old_replicas_after"].values()) == {"DEAD"}, summary
+    # and no other node served the stage meanwhile: nothing was answered 200 while the node was away
+    assert result["away_s"] > 1, summary
+    assert result["answered_200_while_node_away"] == 0, summary
+    # every request answered: a 200 or an explicit 503, none later than the ingress's deadline
+    assert result["sent_during_loss"] > 0, summary
+    assert result["other"] == 0, f"answers other than 200 or 503 while the node was gone: {summary}"
+    assert result["longest_answer_s"] <= REQUEST_TIMEOUT_S + ANSWER_SLACK_S, summary
+    if how == "kill":
+        assert result["answered_503"] > 0, f"a crash went unnoticed: {summary}"
+    assert result["recovered"], f"no request succeeded after the node came back: {summary}"
+    # the replacement runs on the returned node: a new node with the stage's resource
+    assert after and all(f"{role}_node" in r["node_resources"] for r in after), after
+    assert {r["node_id"] for r in before}.isdisjoint(r["node_id"] for r in after), "the replacement is on the new node"
+
+
 @pytest.mark.parametrize(("node", "how"), [("speak", "stop"), ("translate", "kill")])
-def test_survives_the_loss_of_a_worker_node(cluster: LocalCluster, graph: dict[str, Any], node: str, how: str) -> None:
+def test_survives_the_loss_of_a_worker_node(
+    cluster: LocalCluster, graph: dict[str, Any], node: str, how: str, artifacts: Path
+) -> None:
+    """The stage's node goes away under load and a new one comes back; every request is answered.
+
+    ``stop`` drains the node (SIGTERM to its ``ray start``): Serve keeps the old replica serving
+    while the replacement it starts cannot be placed (no other node has the resource), stops it
+    shortly before the drain deadline, and the node exits. Requests that find no replica wait in
+    the ingress: they are answered 200 when the returned node's replica comes up within
+    request_timeout_s, else 503. Whether any 503 happens depends only on how long the new node
+    takes to start, so the test does not require one; it requires what must hold either way.
+    ``kill`` is a crash: nothing drains, the replica is just unreachable until Serve's health
+    check and the GCS's (10 missed checks, 3 s apart) give it up and a replacement runs on the
+    new node, 20-30 s here, longer than request_timeout_s: requests meanwhile end as 503.
+    """
     result = node_loss(
         cluster,
         graph["base"],
@@ -149,15 +201,9 @@ def test_survives_the_loss_of_a_worker_node(cluster: LocalCluster, graph: dict[s
         request_timeout_s=REQUEST_TIMEOUT_S,
         recover_timeout_s=240,
     )
-    summary = {k: v for k, v in result.items() if k not in ("timeline", "replicas_before", "replicas_after")}
-    assert result["sent_during_loss"] > 0, summary
-    assert result["other"] == 0, f"answers other than 200 or 503 while the node was gone: {summary}"
-    assert result["answered_503"] > 0, f"the loss went unnoticed: {summary}"
-    assert result["recovered"], f"no request succeeded after the node came back: {summary}"
-    before = {r["node_id"] for r in result["replicas_before"]}
-    after = result["replicas_after"]
-    assert after and all(f"{node}_node" in r["node_resources"] for r in after), after
-    assert before.isdisjoint(r["node_id"] for r in after), "the replacement runs on the returned (new) node"
+    # the whole record (Serve's replica states over time, the answers per second) for a look afterwards
+    (artifacts / f"cluster-loss-{node}-{how}.json").write_text(json.dumps(result, indent=1))
+    check_node_loss(result, role=node, how=how)
     # and the whole graph is healthy again, with every stage where the YAML puts it
     cluster.wait_running(timeout_s=120)
     _placed(cluster.placement())
