@@ -15,10 +15,12 @@ Two parts, written to benchmarks/results/stream.md and ab-split.md:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import Series, interleave, markdown_table, write_result
@@ -42,14 +44,14 @@ AB = {
 }
 
 
-def _streamed(url: str) -> dict[str, Any]:
+def _streamed(url: str, text: str = PARAGRAPH) -> dict[str, Any]:
     import httpx
 
     t0 = time.perf_counter()
     first = None
     with (
         httpx.Client(timeout=300, trust_env=False) as c,
-        c.stream("POST", url, json={"text": PARAGRAPH, "stream": True, "response": "json"}) as r,
+        c.stream("POST", url, json={"text": text, "stream": True, "response": "json"}) as r,
     ):
         buf = b""
         for chunk in r.iter_bytes():
@@ -66,10 +68,10 @@ def _streamed(url: str) -> dict[str, Any]:
     return {"first_audio_ms": first}
 
 
-def _whole(url: str) -> dict[str, Any]:
+def _whole(url: str, text: str = PARAGRAPH) -> dict[str, Any]:
     import httpx
 
-    r = httpx.post(url, json={"text": PARAGRAPH}, timeout=300, trust_env=False)
+    r = httpx.post(url, json={"text": text}, timeout=300, trust_env=False)
     if r.status_code != 200:
         raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
     return {}
@@ -118,8 +120,34 @@ def stream_part(base: str, synthetic: bool, rounds: int) -> dict[str, Any]:
         "errors": {"whole": whole.errors, "streamed": streamed.errors},
         "first_audio_over_whole": ttfa / whole.median(),
         "streamed_total_over_whole": streamed.median() / whole.median(),
+        "sentence": _short_sentences(url, rounds),
     }
     return data
+
+
+def _short_sentences(url: str, rounds: int) -> dict[str, Any]:
+    """One short everyday sentence per request (the corpus's), whole vs streamed, interleaved per sentence."""
+    from benchmarks.quality import load_corpus
+
+    texts = [p.source for p in load_corpus("en-ja") if p.domain == "everyday" and p.source.count(".") <= 1][:rounds]
+    ratios, wholes, firsts = [], [], []
+    for text in texts:
+        calls: dict[str, Callable[[], dict[str, Any]]] = {
+            "whole": functools.partial(_whole, url, text),
+            "streamed": functools.partial(_streamed, url, text),
+        }
+        series = interleave(calls, 2, warmup=0)
+        w, f = series["whole"].median(), statistics.median(_first_audio(series["streamed"]))
+        wholes.append(w)
+        firsts.append(f)
+        ratios.append(f / w)
+    return {
+        "texts": texts,
+        "whole_ms": wholes,
+        "first_audio_ms": firsts,
+        "first_audio_over_whole": ratios,
+        "median_ratio": statistics.median(ratios),
+    }
 
 
 def ab_part(base: str, n: int) -> dict[str, Any]:
@@ -185,15 +213,27 @@ def main(argv: list[str] | None = None) -> int:
             f"{st['streamed_total_over_whole']:.2f}",
         ],
     ]
+    sent = st["sentence"]
+    rows.append(
+        [
+            f"one short sentence, streamed ({len(sent['texts'])} everyday corpus sentences)",
+            round(med(sent["first_audio_ms"]), 1),
+            round(med(sent["whole_ms"]), 1),
+            f"first audio / whole = {sent['median_ratio']:.2f}",
+        ]
+    )
     table = markdown_table(["response", "first audio p50 ms", "total p50 ms", "total vs whole"], rows)
     notes = (
         f"Graph: translator {g['translator']['backend']} {g['translator'].get('options')}, speaker "
         f"{g['speaker']['backend']} ({'synthetic' if g['synthetic'] else 'offline models'}); a 4-sentence paragraph; "
         f"{st['rounds']} interleaved rounds over HTTP through the Serve proxy.\n\n"
-        f"First audio / whole response = **{st['first_audio_over_whole']:.2f}** (target <= 0.40); streamed total / "
-        f"whole = **{st['streamed_total_over_whole']:.2f}** (target <= 1.10). Errors: {st['errors']}.\n\n"
-        "Sentence 1 is translated alone (an idle translator skips the batch queue) while sentences 2-4 queue and "
-        "run as one batch; each sentence's speech starts as soon as its translation exists."
+        f"Paragraph: first audio / whole response = **{st['first_audio_over_whole']:.2f}** (target <= 0.15); "
+        f"streamed total / whole = **{st['streamed_total_over_whole']:.2f}** (target <= 1.05). One short sentence: "
+        f"median of per-sentence first audio / whole = **{sent['median_ratio']:.2f}** (target <= 0.5). "
+        f"Errors: {st['errors']}.\n\n"
+        "Streamed responses speak clause by clause: a translator that decodes token by token (llm on llama.cpp) "
+        "hands each clause (、。！？) to the speaker as soon as its text exists; the whole response is unchanged "
+        "(every sentence translated, then spoken whole)."
     )
     write_result("stream", "Streamed speech: time to first audio", table, notes, st)
     ab_rows = [

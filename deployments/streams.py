@@ -75,6 +75,7 @@ def sentence_line(p: Piece, fmt: str) -> dict[str, Any]:
         "audio_base64": base64.b64encode(audio.encode_result(sp, fmt)).decode() if sp else None,
         "format": fmt,
         "sample_rate": sp.sample_rate if sp else None,
+        "gap_s": p.gap_s,
         "timings_ms": timings(
             translate=tr.timings_ms.get("translate", 0.0) if tr else 0.0,
             synthesize=sp.timings_ms.get("synthesize", 0.0) if sp else 0.0,

@@ -96,7 +96,8 @@ async def serve_socket(ws: WebSocket, live: Live, variant: str, record: Record) 
                 break
         if code != -1:
             await sender
-            await ws.send_json({"type": "done", "sentences": live.count, "variant": variant})
+            timings = streams.timings(**live.run.stages, total=live.run.elapsed_ms())
+            await ws.send_json({"type": "done", "sentences": live.count, "variant": variant, "timings_ms": timings})
     except InvalidRequest as exc:
         code, reason = 1003, "bad message"
         await ws.send_json({"type": "error", "error": {"type": exc.kind, "message": str(exc)}})

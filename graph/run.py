@@ -30,6 +30,11 @@ CLAUSE_PAUSE_S = 0.08
 _COMMAS = ("、", "，", ",")
 
 
+def clause_gap(previous: str) -> float:
+    """The silence before a clause, after the ``previous`` clause of its sentence."""
+    return CLAUSE_PAUSE_S if previous.rstrip().endswith(_COMMAS) else 0.0
+
+
 def join_translation(parts: list[str], target_lang: str) -> str:
     sep = "" if target_lang in ("ja", "zh", "th") else " "
     return sep.join(p.strip() for p in parts)
@@ -279,7 +284,7 @@ class Run:
         elif self._clause == 0:
             gap = GAP_S
         else:
-            gap = CLAUSE_PAUSE_S if prev.text.rstrip().endswith(_COMMAS) else 0.0
+            gap = clause_gap(prev.text)
         piece = Piece(
             len(self.read), sentence.source, tr, sp, (now - self.started) * 1000, (now - sentence.start) * 1000,
             n, self._clause, text, gap,

@@ -169,6 +169,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "reliability": "benchmarks.reliability",
     "stream": "benchmarks.stream",
+    "clauses": "benchmarks.clauses",
     "cluster": "benchmarks.cluster",
 }
 

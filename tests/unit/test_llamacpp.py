@@ -185,3 +185,26 @@ def test_latin_bias_bans_latin_tokens_but_not_the_names_of_the_source(tiny: LLMT
     assert latin_tanaka, "the tiny vocabulary spells Tanaka with Latin tokens"
     with_name = {i for i, _ in tiny._latin_bias("Please call Ms. Tanaka.")}
     assert not latin_tanaka & with_name
+
+
+def test_translate_stream_hands_over_each_token_and_ends_with_the_same_record(tiny: LLMTranslator) -> None:
+    assert tiny.streams_text()
+    pieces: list[str] = []
+    streamed = tiny.translate_stream(TEXTS[0], "en", "ja", lambda p: pieces.append(p) is not None)
+    whole = tiny.translate([TEXTS[0]], "en", "ja")[0]
+    # greedy: the same tokens; random weights end on a partial UTF-8 character, which the streamed decoder
+    # holds back and the whole one renders as U+FFFD, so the characters that did decode are compared
+    assert streamed.output_tokens == whole.output_tokens
+    assert streamed.text.replace("\ufffd", "") == whole.text.replace("\ufffd", "")
+    assert len(pieces) >= 2  # token by token, not in one piece
+
+
+def test_a_consumer_that_returns_true_stops_the_decoding(tiny: LLMTranslator) -> None:
+    pieces: list[str] = []
+
+    def emit(piece: str) -> bool:
+        pieces.append(piece)
+        return True  # the listener left after the first piece
+
+    result = tiny.translate_stream(TEXTS[1], "en", "ja", emit)
+    assert len(pieces) == 1 and (result.output_tokens or 0) <= 2

@@ -84,3 +84,17 @@ def test_bundled_qwen_llamacpp_serves_concurrent_texts() -> None:
     for src, r in zip(texts, results, strict=True):
         assert has_script(r.text, "ja") and non_japanese_chars(r.text) == "", f"{src!r} -> {r.text!r}"
         assert r.options["runtime"] == "llama.cpp"
+
+
+def test_bundled_qwen_streams_the_translation_it_returns_whole() -> None:
+    """llama.cpp token by token (what the streamed routes speak clause by clause) gives the same answer."""
+    from backends.text import complete_clauses
+
+    tr = _bundled_or_skip({"runtime": "llama.cpp", "threads": 2})
+    pieces: list[str] = []
+    streamed = tr.translate_stream(SENTENCE, "en", "ja", lambda p: pieces.append(p) is not None)
+    whole = tr.translate([SENTENCE], "en", "ja")[0]
+    assert streamed.text == whole.text and len(pieces) >= 3
+    _assert_japanese_translation(streamed.text)
+    clauses, _ = complete_clauses("".join(pieces), "ja", flush=True)
+    assert "".join(clauses).strip() == streamed.text  # こんにちは、... : spoken in clauses, nothing lost

@@ -1,0 +1,116 @@
+"""Does a sentence spoken clause by clause sound like one sentence? Duration of the joined clauses vs whole.
+
+    hayaku bench clauses                      # every Japanese speaker available here
+    hayaku bench clauses --speaker kokoro --limit 40
+
+The streamed routes speak each clause of a translation (backends.text.complete_clauses) as soon as its
+text exists, and join the pieces with a short pause after a comma (graph.run.CLAUSE_PAUSE_S). For every
+corpus reference (Japanese) that has more than one clause, this speaks the sentence whole and clause by
+clause with the same speaker and voice, and compares the durations: the issue's bound is 15%. Writes
+``results/clauses.md`` and, for listening, ``results/clauses/<speaker>-<i>-{whole,clauses}.wav`` for
+the first three sentences (not committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import RESULTS, machine, markdown_table, write_result
+
+JAPANESE_SPEAKERS = ("kokoro", "openjtalk", "espeak")
+
+
+def _joined(speaker: Any, clauses: list[str]) -> tuple[Any, int]:
+    import numpy as np
+
+    from backends import audio
+    from graph.run import clause_gap
+
+    parts = [speaker.synthesize(c.strip(), "ja") for c in clauses]
+    rate = parts[0].sample_rate
+    pieces = [audio.joined(p, rate, i == 0, clause_gap(clauses[i - 1]) if i else 0.0) for i, p in enumerate(parts)]
+    return np.concatenate(pieces), rate
+
+
+def measure(name: str, sentences: list[str], listen: Path | None) -> dict[str, Any]:
+    from backends import audio
+    from backends.registry import create_speaker
+    from backends.text import complete_clauses
+
+    speaker = create_speaker(name)
+    speaker.load()
+    rows: list[dict[str, Any]] = []
+    for text in sentences:
+        clauses, _ = complete_clauses(text, "ja", flush=True)
+        if len(clauses) < 2:
+            continue
+        whole = speaker.synthesize(text, "ja")
+        joined, rate = _joined(speaker, clauses)
+        rows.append(
+            {"text": text, "clauses": len(clauses), "whole_s": whole.duration_s, "joined_s": len(joined) / rate}
+        )
+        if listen is not None and len(rows) <= 3:
+            listen.mkdir(parents=True, exist_ok=True)
+            (listen / f"{name}-{len(rows)}-whole.wav").write_bytes(audio.encode_result(whole, "wav"))
+            (listen / f"{name}-{len(rows)}-clauses.wav").write_bytes(audio.encode(joined, rate, "wav"))
+    ratios = [r["joined_s"] / r["whole_s"] for r in rows]
+    return {
+        "speaker": name,
+        "sentences": len(rows),
+        "median_ratio": statistics.median(ratios) if ratios else None,
+        "worst_ratio": max(ratios, key=lambda x: abs(x - 1)) if ratios else None,
+        "within_15pct": sum(abs(r - 1) <= 0.15 for r in ratios),
+        "rows": rows,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="hayaku bench clauses", description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--speaker", action="append", help="a speaker backend (repeatable; default: every Japanese one here)"
+    )
+    p.add_argument("--limit", type=int, default=60, help="corpus references to try (default 60)")
+    ns = p.parse_args(argv)
+    from backends.registry import speaker_class
+    from benchmarks.quality import load_corpus
+
+    names = ns.speaker or [n for n in JAPANESE_SPEAKERS if speaker_class(n).unavailable_reason(None) is None]
+    refs = [q.reference for q in [*load_corpus("en-ja"), *load_corpus("en-ja-test")]][: ns.limit]
+    results = []
+    for name in names:
+        print(f"[clauses] {name}: speaking {len(refs)} references whole and clause by clause", file=sys.stderr)
+        results.append(measure(name, refs, RESULTS / "clauses"))
+    rows = [
+        [
+            r["speaker"],
+            r["sentences"],
+            f"{r['median_ratio']:.3f}",
+            f"{r['worst_ratio']:.3f}",
+            f"{r['within_15pct']}/{r['sentences']}",
+        ]
+        for r in results
+        if r["sentences"]
+    ]
+    table = markdown_table(
+        ["speaker", "sentences with 2+ clauses", "joined / whole duration (median)", "farthest from 1", "within 15%"],
+        rows,
+    )
+    notes = (
+        f"Corpus references (Japanese) of benchmarks/corpus/en-ja*.tsv with more than one clause, first {ns.limit} "
+        "tried; each spoken whole and clause by clause (backends.text.complete_clauses, joined as the streamed "
+        f"routes join them: graph.run.CLAUSE_PAUSE_S after a comma). Machine: {machine()}.\n\n"
+        "Listening check: results/clauses/<speaker>-<n>-whole.wav against -clauses.wav for the first three "
+        "sentences (written by this run, not committed)."
+    )
+    path = write_result("clauses", "Clause-by-clause speech vs the whole sentence", table, notes, results)
+    print(table)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
