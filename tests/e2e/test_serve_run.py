@@ -93,10 +93,12 @@ def test_serve_run_tiny(tmp_path: Path) -> None:
             r = c.post("/v1/translate", content=b"{", headers={"content-type": "application/json"})
             assert r.status_code == 400 and r.json()["error"]["type"] == "malformed_json"
     finally:
-        code = _stop(proc)
-    # Ray 2.60's own `serve run` has no drain: its SIGTERM handler aborts the driver (README, Reliability);
-    # `hayaku serve` drains and exits 0 (tests/e2e/test_reliability_drain.py)
-    assert code == -signal.SIGABRT, f"serve run exited {code} on SIGTERM:\n{log.read_text(errors='replace')[-3000:]}"
+        running = proc.poll() is None
+        code = _stop(proc)  # SIGTERM; fails the test unless the process exits within 60 s
+    # It served until the SIGTERM ended it. Its exit status says nothing more: Ray 2.60's own `serve run` has
+    # no drain, its signal handler ends the driver with status 15 or an abort (README, Reliability);
+    # `hayaku serve` drains and exits 0 (tests/e2e/test_reliability_drain.py).
+    assert running, f"serve run had already exited ({code}):\n{log.read_text(errors='replace')[-3000:]}"
 
 
 def test_serve_run_bad_config_fails_at_once(tmp_path: Path) -> None:
