@@ -249,7 +249,8 @@ class Ingress:
 
     async def _audio_speech(self, v: Variant, ctx: _Ctx, body: SpeechRequest) -> Response:
         openai_api.check_request(body, self.model_ids)
-        ctx.run = run = v.pipeline.speak(body.input, voice=body.voice, speed=body.speed)
+        streamed = body.stream_format is not None
+        ctx.run = run = v.pipeline.speak(body.input, voice=body.voice, speed=body.speed, clauses=streamed)
         if body.stream_format is None:
             return await responses.speech(run, body)
         return self._stream_response(v, "speech", ctx, *await responses.speech_stream(run, body))

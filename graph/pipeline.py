@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable
 from typing import Any
 
@@ -92,13 +93,22 @@ class Pipeline:
     ) -> None:
         voice = voice or self.voice
         if clauses:
-            run.add_clauses(sentence, lambda into: self._clauses(into, sentence, src, tgt, voice, speed))
+            first = not run.queued()
+            run.add_clauses(sentence, lambda into: self._clauses(into, sentence, src, tgt, voice, speed, first, run))
             return
         tr = _started(self._translating().translate(sentence, src, tgt))
         run.add(sentence, tr, _started(self.speaker.speak(tr, tgt, voice, speed)))
 
-    async def _clauses(self, into: Clauses, sentence: str, src: str, tgt: str, voice: str | None, speed: float) -> None:
-        """Streams one sentence's translation; each clause goes to the speaker as soon as it is complete."""
+    async def _clauses(
+        self, into: Clauses, sentence: str, src: str, tgt: str, voice: str | None, speed: float, first: bool, run: Run
+    ) -> None:
+        """Streams one sentence's translation; each clause goes to the speaker as soon as it is complete.
+
+        The run's later sentences start decoding once the first sentence's first clause is with the speaker:
+        decoded side by side from the start, all of them would slow the clause the listener waits for.
+        """
+        if not first:
+            await run.first_clause.wait()
         buffer = spoken = ""
         stream = self._translating().translate_stream(sentence, src, tgt)
         try:
@@ -109,6 +119,7 @@ class Pipeline:
                     for clause in done:
                         spoken += clause
                         into.clause(clause, _started(self.speaker.speak(clause.strip(), tgt, voice, speed)))
+                        run.first_clause.set()
                     continue
                 if isinstance(item, BaseException):
                     raise item
@@ -122,6 +133,7 @@ class Pipeline:
         except Exception as exc:
             into.end(exc)
         finally:
+            run.first_clause.set()  # also when the first sentence had no clause boundary, or failed
             await _stop(stream)
 
     def speech_translate(
@@ -142,14 +154,26 @@ class Pipeline:
         run.end()
         return run
 
-    def speak(self, text: str, lang: str | None = None, voice: str | None = None, speed: float = 1.0) -> Run:
-        """Speech of text already in the target language, sentence by sentence."""
+    def speak(
+        self, text: str, lang: str | None = None, voice: str | None = None, speed: float = 1.0, clauses: bool = False
+    ) -> Run:
+        """Speech of text already in the target language, sentence by sentence (``clauses``: clause by
+        clause, so a long sentence's first clause is heard before the rest is spoken)."""
         tgt = normalize_lang(lang or self.target_lang)
         run = Run(self.timeout_s, tgt, text)
         for sentence in self.sentences(text, tgt):
-            run.add(sentence, None, _started(self.speaker.speak(sentence, tgt, voice or self.voice, speed)))
+            if not clauses:
+                run.add(sentence, None, _started(self.speaker.speak(sentence, tgt, voice or self.voice, speed)))
+                continue
+            parts, _ = complete_clauses(sentence, tgt, flush=True)
+            run.add_clauses(sentence, functools.partial(self._spoken, parts=parts, lang=tgt, voice=voice, speed=speed))
         run.end()
         return run
+
+    async def _spoken(self, into: Clauses, *, parts: list[str], lang: str, voice: str | None, speed: float) -> None:
+        for part in parts:
+            into.clause(part, _started(self.speaker.speak(part.strip(), lang, voice or self.voice, speed)))
+        into.end(None)
 
     def translate(self, text: str, source_lang: str | None = None, target_lang: str | None = None) -> Run:
         """Every sentence translated at once, nothing spoken; ``await run.text()`` joins them."""

@@ -176,7 +176,8 @@ class Clauses(_Sentence):
         self.calls.append(speech)
         self._queue.put_nowait((text, speech, final))
 
-    def end(self, final: TranslationResult | BaseException) -> None:
+    def end(self, final: TranslationResult | BaseException | None) -> None:
+        """The sentence's record (None when only speaking) or the error that ended it."""
         self._queue.put_nowait((None, None, final))
 
     async def parts(self, wait: Wait) -> AsyncIterator[Part]:
@@ -215,6 +216,8 @@ class Run:
         self._wake = asyncio.Event()
         self._closed = False
         self._tasks: list[asyncio.Task[Any]] = []
+        #: set once the first streamed sentence has handed its first clause to the speaker
+        self.first_clause = asyncio.Event()
 
     # -- filling ---------------------------------------------------------------------------------
 
@@ -232,6 +235,10 @@ class Run:
         self._tasks.append(asyncio.ensure_future(produce(sentence)))
         self._queue.append(sentence)
         self._wake.set()
+
+    def queued(self) -> int:
+        """How many sentences were added."""
+        return len(self._queue)
 
     def end(self) -> None:
         """No more sentences will be added."""

@@ -240,3 +240,18 @@ def test_a_consumer_that_leaves_mid_sentence_stops_the_decoding() -> None:
     run = asyncio.run(go())
     assert all(t.done() for t in run._tasks)
     assert run.records == []  # the sentence never finished
+
+
+def test_streamed_speech_of_japanese_text_is_spoken_clause_by_clause() -> None:
+    async def go() -> tuple[list[Any], Any]:
+        run = _echo_tone().speak("こんにちは、今日はいい天気ですね。はい。", clauses=True)
+        return [p async for p in run], run
+
+    pieces, run = asyncio.run(go())
+    assert [(p.sentence, p.clause, p.text) for p in pieces] == [
+        (0, 0, "こんにちは、"),
+        (0, 1, "今日はいい天気ですね。"),
+        (1, 0, "はい。"),
+    ]
+    assert [p.gap_s for p in pieces] == [0.0, CLAUSE_PAUSE_S, GAP_S]
+    assert run.translation() == "こんにちは、今日はいい天気ですね。はい。" and run.records == []
