@@ -71,6 +71,26 @@ def _kept(name: str) -> dict[Path, bytes]:
     return out
 
 
+def summary(runs: dict[str, list[dict[str, float]]]) -> str:
+    """Per figure: the median of each version's runs, and the median over rounds of after / before."""
+    rows = []
+    for fig in runs["after"][0]:
+        before = [run.get(fig) for run in runs["before"]]
+        after = [run.get(fig) for run in runs["after"]]
+        paired = [a / b for a, b in zip(after, before, strict=True) if a is not None and b]
+        rows.append(
+            [
+                fig,
+                round(statistics.median(b for b in before if b is not None), 2),
+                round(statistics.median(a for a in after if a is not None), 2),
+                f"{statistics.median(paired):.3f}",
+                ", ".join(f"{r:.2f}" for r in paired),
+            ]
+        )
+    headers = ["figure", "before (median of runs)", "after", "after / before (median of rounds)", "per round"]
+    return markdown_table(headers, rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.versions", description=__doc__.split("\n\n")[0])
     p.add_argument("--before", required=True, type=Path, help="the other source tree (e.g. a git worktree)")
@@ -93,16 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for path, data in kept.items():
             path.write_bytes(data)
-    rows = []
-    for fig in runs["after"][0]:
-        before = statistics.median(run[fig] for run in runs["before"] if fig in run)
-        after = statistics.median(run[fig] for run in runs["after"])
-        rows.append([fig, round(before, 2), round(after, 2), f"{after / before:.3f}"])
-    table = markdown_table(["figure", "before (median of runs)", "after", "after / before"], rows)
+    table = summary(runs)
     notes = (
         f"`python -m benchmarks.versions --before {ns.before} --after {ns.after} --rounds {ns.rounds} {ns.benchmark} "
         f"{' '.join(ns.args)}`: before = {trees['before']}, after = {trees['after']}; runs interleaved "
-        f"(before, after, after, before, ...). Machine: {machine()}, read bandwidth {bandwidth:.1f} GB/s."
+        f"(before, after, after, before, ...). Machine: {machine()}, read bandwidth {bandwidth:.1f} GB/s. "
+        "Each round's two runs are neighbours in time: the paired ratio of a round cancels drift between rounds "
+        "(this machine's speed moves by tens of percent from one minute to the next), the medians of runs do not."
     )
     path = write_result(f"versions-{ns.benchmark}", f"Before and after: {ns.benchmark}", table, notes, runs)
     print(table)
