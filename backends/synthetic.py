@@ -61,8 +61,9 @@ class FaultOptions(BackendOptions):
         if self.fault == "none":
             for key in ("fault", "fault_every", "fault_for_s", "hang_s"):
                 data.pop(key, None)
-        if self.work_ms == 0:
-            data.pop("work_ms", None)
+        for knob in ("work_ms", "stream_ms"):  # the echo's stream_ms too: shown only when set
+            if data.get(knob) == 0:
+                data.pop(knob, None)
         return data
 
 

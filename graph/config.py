@@ -44,7 +44,7 @@ class _Strict(BaseModel):
 
 
 class BatchConfig(_Strict):
-    """How the translator groups concurrent requests (``@serve.batch``)."""
+    """How the translator groups concurrent requests into one backend call (graph.stages.TranslateStage)."""
 
     max_batch_size: int = Field(8, ge=1, le=256, description="Most sentences translated in one backend call.")
     batch_wait_timeout_s: float = Field(

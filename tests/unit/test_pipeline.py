@@ -255,3 +255,22 @@ def test_streamed_speech_of_japanese_text_is_spoken_clause_by_clause() -> None:
     ]
     assert [p.gap_s for p in pieces] == [0.0, CLAUSE_PAUSE_S, GAP_S]
     assert run.translation() == "こんにちは、今日はいい天気ですね。はい。" and run.records == []
+
+
+@pytest.mark.parametrize(("max_batch_size", "sizes"), [(8, [1, 3, 3, 3]), (2, [1, 2, 2, 1])])
+def test_requests_that_queue_during_a_call_share_the_next_backend_call(max_batch_size: int, sizes: list[int]) -> None:
+    from graph.config import BatchConfig
+
+    backend = registry.create_translator("echo", options={"work_ms": 60})  # blocking: runs in a thread
+    backend.load()
+    stage = TranslateStage(backend, BatchConfig(max_batch_size=max_batch_size))
+
+    async def go() -> list[Any]:
+        first = asyncio.ensure_future(stage.translate("Sentence 0.", "en", "ja"))
+        await asyncio.sleep(0.02)  # the first call is running when the other three arrive
+        rest = [stage.translate(f"Sentence {i}.", "en", "ja") for i in range(1, 4)]
+        return [await first, *await asyncio.gather(*rest)]
+
+    results = asyncio.run(go())
+    assert [r.source_text for r in results] == [f"Sentence {i}." for i in range(4)]
+    assert [int(r.timings_ms["batch_size"]) for r in results] == sizes
