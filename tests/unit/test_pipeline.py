@@ -274,3 +274,29 @@ def test_requests_that_queue_during_a_call_share_the_next_backend_call(max_batch
     results = asyncio.run(go())
     assert [r.source_text for r in results] == [f"Sentence {i}." for i in range(4)]
     assert [int(r.timings_ms["batch_size"]) for r in results] == sizes
+
+
+def test_a_speaker_that_fails_on_one_clause_falls_back_for_that_clause_only() -> None:
+    speaker = build_speaker(
+        {
+            "backend": "tone",
+            "options": {"fault": "raise", "fault_every": 3},  # call 3 fails: the warm-up and clause 1 pass
+            "fallbacks": [{"backend": "tone", "voice": "square"}],
+        },
+        2000,
+        "ja",
+    )
+    translator = registry.create_translator("echo", options={"stream_ms": 2})
+    translator.load()
+    pipe = Pipeline(TranslateStage(translator), SpeakStage(speaker), source_lang="en", target_lang="ja")
+    text = "One, two, three, four, five, six, seven, eight."
+
+    async def go() -> list[Any]:
+        return [p async for p in pipe.speech_translate(text, clauses=True)]
+
+    pieces = asyncio.run(go())
+    assert len(pieces) >= 3 and all(p.speech is not None for p in pieces)  # the stream went on
+    served = [p.speech.fallback_from is not None for p in pieces if p.speech is not None]
+    # the clause already spoken kept its audio; the failing clause (and, while the primary is marked
+    # unhealthy, the ones after it) came from the fallback
+    assert served[0] is False and served[1] is True, served
