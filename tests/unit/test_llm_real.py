@@ -6,6 +6,8 @@ load the cached folders.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from backends.llm_mt import LLMTranslator
@@ -70,9 +72,15 @@ def test_bundled_qwen_prompt_cache_keeps_the_translation() -> None:
     # unambiguous sentence and Japanese everywhere, not token-equality for every text.
     cached = _bundled_or_skip({"prompt_cache": True})
     plain = _bundled_or_skip({"prompt_cache": False})
-    texts = [SENTENCE, *CHINESE_PRONE[:2]]
+    # Alone, so that no other text shares its decode steps. The words must agree; the punctuation between
+    # them is such a near-tie here: with the cached prefix llama.cpp writes こんにちは。お元気ですか？, with a
+    # full prefill こんにちは、お元気ですか？ (both before and after the orchestrator change, every run).
+    alone = [tr.translate([SENTENCE], "en", "ja")[0].text for tr in (cached, plain)]
+    words = {re.sub(r"[、。，．,.]", "", t) for t in alone}
+    assert len(words) == 1, alone
+    _assert_japanese_translation(alone[0])
+    texts = CHINESE_PRONE[:2]
     with_cache, without = cached.translate(texts, "en", "ja"), plain.translate(texts, "en", "ja")
-    assert with_cache[0].text == without[0].text
     assert all(has_script(r.text, "ja") for r in with_cache + without)
 
 
