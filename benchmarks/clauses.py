@@ -5,10 +5,10 @@
 
 The streamed routes speak each clause of a translation (backends.text.complete_clauses) as soon as its
 text exists, and join the pieces with a short pause after a comma (graph.run.CLAUSE_PAUSE_S). For every
-corpus reference (Japanese) that has more than one clause, this speaks the sentence whole and clause by
-clause with the same speaker and voice, and compares the durations: the issue's bound is 15%. Writes
-``results/clauses.md`` and, for listening, ``results/clauses/<speaker>-<i>-{whole,clauses}.wav`` for
-the first three sentences (not committed).
+corpus reference (Japanese) that is one sentence of more than one clause, this speaks it whole and clause
+by clause through the orchestrator (``Pipeline.speak``) with the same speaker and voice, and compares the
+durations: the issue's bound is 15%. Writes ``results/clauses.md`` and, for listening,
+``results/clauses/<speaker>-<i>-{whole,clauses}.wav`` for the first three sentences (not committed).
 """
 
 from __future__ import annotations
@@ -24,39 +24,33 @@ from benchmarks.common import RESULTS, machine, markdown_table, write_result
 JAPANESE_SPEAKERS = ("kokoro", "openjtalk", "espeak")
 
 
-def _joined(speaker: Any, clauses: list[str]) -> tuple[Any, int]:
-    import numpy as np
-
-    from backends import audio
-    from graph.run import clause_gap
-
-    parts = [speaker.synthesize(c.strip(), "ja") for c in clauses]
-    rate = parts[0].sample_rate
-    pieces = [audio.joined(p, rate, i == 0, clause_gap(clauses[i - 1]) if i else 0.0) for i, p in enumerate(parts)]
-    return np.concatenate(pieces), rate
+async def _spoken(pipe: Any, text: str, clauses: bool) -> Any:
+    return await pipe.speak(text, clauses=clauses).whole()  # on the loop: the stage calls start as its tasks
 
 
 def measure(name: str, sentences: list[str], listen: Path | None) -> dict[str, Any]:
-    from backends import audio
-    from backends.registry import create_speaker
-    from backends.text import complete_clauses
+    """Each one-sentence reference with 2+ clauses through the served orchestrator: spoken whole, and
+    clause by clause as the streamed routes speak it (graph.run joins the clauses)."""
+    import asyncio
 
-    speaker = create_speaker(name)
-    speaker.load()
+    from backends.registry import create_speaker
+    from backends.text import complete_clauses, split_sentences
+    from graph.pipeline import local_pipeline
+
+    pipe = local_pipeline(None, create_speaker(name), target_lang="ja")
+    loop = asyncio.new_event_loop()  # one loop: the speaker stage's lock belongs to it
     rows: list[dict[str, Any]] = []
     for text in sentences:
         clauses, _ = complete_clauses(text, "ja", flush=True)
-        if len(clauses) < 2:
+        if len(clauses) < 2 or len(split_sentences(text, "ja")) > 1:
             continue
-        whole = speaker.synthesize(text, "ja")
-        joined, rate = _joined(speaker, clauses)
-        rows.append(
-            {"text": text, "clauses": len(clauses), "whole_s": whole.duration_s, "joined_s": len(joined) / rate}
-        )
+        whole, joined = (loop.run_until_complete(_spoken(pipe, text, c)) for c in (False, True))
+        rows.append({"text": text, "clauses": len(clauses), "whole_s": whole.duration_s, "joined_s": joined.duration_s})
         if listen is not None and len(rows) <= 3:
             listen.mkdir(parents=True, exist_ok=True)
-            (listen / f"{name}-{len(rows)}-whole.wav").write_bytes(audio.encode_result(whole, "wav"))
-            (listen / f"{name}-{len(rows)}-clauses.wav").write_bytes(audio.encode(joined, rate, "wav"))
+            (listen / f"{name}-{len(rows)}-whole.wav").write_bytes(whole.wav())
+            (listen / f"{name}-{len(rows)}-clauses.wav").write_bytes(joined.wav())
+    loop.close()
     ratios = [r["joined_s"] / r["whole_s"] for r in rows]
     return {
         "speaker": name,
@@ -100,9 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         rows,
     )
     notes = (
-        f"Corpus references (Japanese) of benchmarks/corpus/en-ja*.tsv with more than one clause, first {ns.limit} "
-        "tried; each spoken whole and clause by clause (backends.text.complete_clauses, joined as the streamed "
-        f"routes join them: graph.run.CLAUSE_PAUSE_S after a comma). Machine: {machine()}.\n\n"
+        f"Corpus references (Japanese) of benchmarks/corpus/en-ja*.tsv that are one sentence of more than one "
+        f"clause, among the first {ns.limit}; each spoken whole and clause by clause through graph.pipeline "
+        f"(Pipeline.speak, clauses joined as the streamed routes join them: graph.run.CLAUSE_PAUSE_S after a "
+        f"comma). Machine: {machine()}.\n\n"
         "Listening check: results/clauses/<speaker>-<n>-whole.wav against -clauses.wav for the first three "
         "sentences (written by this run, not committed)."
     )

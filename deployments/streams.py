@@ -1,5 +1,5 @@
 """How a run's pieces leave over the wire: an audio stream, NDJSON lines, OpenAI's SSE events and the
-WebSocket's messages. Every stream joins sentences the same way (backends.audio.joined: the gap before
+WebSocket's messages. Every stream joins pieces as the whole response does (graph.run.Joiner: the gap before
 every sentence but the first, a short pause after a clause's comma, at the stream's one rate), whatever
 speaker served each piece. A piece is a sentence, or a clause of one where the translation streamed."""
 
@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from backends import audio
-from graph.run import Piece, Run
+from graph.run import Joiner, Piece, Run
 
 
 def chain(before: list[Piece], run: Run) -> AsyncIterator[Piece]:
@@ -24,24 +24,6 @@ def chain(before: list[Piece], run: Run) -> AsyncIterator[Piece]:
             yield p
 
     return pieces()
-
-
-class Joiner:
-    """The pieces' audio as one stream at ``rate``: each piece after its gap (between sentences, and the
-    pause after a clause's comma), none before the first."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.spoken = 0
-
-    def pcm(self, p: Piece) -> bytes:
-        return audio.pcm_bytes(self.samples(p))
-
-    def samples(self, p: Piece) -> Any:
-        assert p.speech is not None
-        out = audio.joined(p.speech, self.rate, self.spoken == 0, p.gap_s)
-        self.spoken += 1
-        return out
 
 
 async def audio_stream(pieces: AsyncIterator[Piece], enc: audio.Encoder) -> AsyncIterator[bytes]:

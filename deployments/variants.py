@@ -8,6 +8,7 @@ orchestrator (graph.pipeline) raises them.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class StageCalls:
         if not self.local:
             return getattr(self.target, method).remote(*args)  # type: ignore[no-any-return]
         out = getattr(self.target, method)(*args)
-        return asyncio.ensure_future(out) if asyncio.iscoroutine(out) else _done(out)
+        return out if inspect.isawaitable(out) else _done(out)  # graph.pipeline starts coroutines as tasks
 
     def translate(self, text: str, source_lang: str, target_lang: str) -> Awaitable[Any]:
         return self.call("translate", text, source_lang, target_lang)

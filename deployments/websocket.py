@@ -22,7 +22,7 @@ from backends.errors import InvalidRequest
 from deployments import streams
 from deployments.http.errors import error_response
 from graph.pipeline import Live
-from graph.run import within
+from graph.run import Joiner, within
 
 #: how long a WebSocket may stay silent before the server closes it
 IDLE_TIMEOUT_S = 30.0
@@ -50,7 +50,7 @@ def parse_message(msg: dict[str, Any]) -> tuple[str, str]:
 
 async def _send(ws: WebSocket, live: Live, record: Record) -> None:
     """Sends each sentence's translation and audio in order as they finish; records each sentence."""
-    joiner: streams.Joiner | None = None
+    joiner: Joiner | None = None
     while True:
         try:
             p = await live.run.__anext__()
@@ -62,7 +62,7 @@ async def _send(ws: WebSocket, live: Live, record: Record) -> None:
         await ws.send_json(streams.ws_translation(p))
         stages = {"translate": p.translation.timings_ms.get("translate", 0.0)} if p.translation else {}
         if p.speech is not None:
-            joiner = joiner or streams.Joiner(p.speech.sample_rate)
+            joiner = joiner or Joiner(p.speech.sample_rate)
             pcm = joiner.pcm(p)
             stages["synthesize"] = p.speech.timings_ms.get("synthesize", 0.0)
             await ws.send_json(streams.ws_audio(p, pcm, joiner.rate))

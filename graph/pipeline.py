@@ -33,13 +33,19 @@ def _started(call: Awaitable[Any]) -> Awaitable[Any]:
 
 def _rest(final: str, spoken: str, unspoken: str) -> str:
     """What is left to speak once the whole translation is known: the record's text past what the clauses
-    already said (the record is the cleaned answer; the clauses were its raw decoded text)."""
+    already said (the record is the cleaned answer; the clauses were its raw decoded text, so the two are
+    compared without whitespace)."""
     said = "".join(spoken.split())
-    text = final
-    for i in range(len(final) + 1):  # the shortest prefix of the record that holds what was said
-        if "".join(final[:i].split()) == said:
-            return text[i:]
-    return unspoken  # the cleaning changed what was already spoken: say what the decoding left
+    if not said:
+        return final
+    if not "".join(final.split()).startswith(said):
+        return unspoken  # the cleaning changed what was already spoken: say what the decoding left
+    seen = 0
+    for i, ch in enumerate(final):  # the shortest prefix of the record that holds what was said
+        seen += not ch.isspace()
+        if seen == len(said):
+            return final[i + 1 :]
+    return ""
 
 
 async def _stop(stream: Any) -> None:

@@ -30,7 +30,7 @@ CLAUSE_PAUSE_S = 0.08
 _COMMAS = ("、", "，", ",")
 
 
-def clause_gap(previous: str) -> float:
+def _clause_gap(previous: str) -> float:
     """The silence before a clause, after the ``previous`` clause of its sentence."""
     return CLAUSE_PAUSE_S if previous.rstrip().endswith(_COMMAS) else 0.0
 
@@ -76,6 +76,24 @@ class Piece:
         if self.clause_text is not None:
             return self.clause_text
         return self.translation.text if self.translation is not None else self.source
+
+
+class Joiner:
+    """Pieces' audio as one track or stream at ``rate``: each piece after its gap (between sentences, and the
+    pause after a clause's comma), none before the first spoken one. Every route joins pieces with it."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.spoken = 0
+
+    def samples(self, p: Piece) -> np.ndarray:
+        assert p.speech is not None
+        out = audio.joined(p.speech, self.rate, self.spoken == 0, p.gap_s)
+        self.spoken += 1
+        return out
+
+    def pcm(self, p: Piece) -> bytes:
+        return audio.pcm_bytes(self.samples(p))
 
 
 @dataclass
@@ -291,7 +309,7 @@ class Run:
         elif self._clause == 0:
             gap = GAP_S
         else:
-            gap = clause_gap(prev.text)
+            gap = _clause_gap(prev.text)
         piece = Piece(
             len(self.read), sentence.source, tr, sp, (now - self.started) * 1000, (now - sentence.start) * 1000,
             n, self._clause, text, gap,
@@ -355,16 +373,15 @@ class Run:
     async def whole(self, rate: Callable[[int], int] = int) -> SpeechTranslation:
         """Every piece, the speech joined with a gap between sentences at ``rate(first piece's rate)``."""
         pieces = [p async for p in self]
-        speech = [p.speech for p in pieces if p.speech is not None]
-        if not speech:
+        spoken = [p for p in pieces if p.speech is not None]
+        if not spoken:
             raise InvalidRequest("the translation is empty; nothing to speak")
         t0 = time.perf_counter()
-        out_rate = rate(speech[0].sample_rate)
-        spoken = [p for p in pieces if p.speech is not None]
-        samples = np.concatenate([audio.joined(p.speech, out_rate, i == 0, p.gap_s) for i, p in enumerate(spoken)])  # type: ignore[arg-type]
+        joiner = Joiner(rate(spoken[0].speech.sample_rate))  # type: ignore[union-attr]
+        samples = np.concatenate([joiner.samples(p) for p in spoken])
         timings = {**self.stages, "join": (time.perf_counter() - t0) * 1000, "total": self.elapsed_ms()}
         return SpeechTranslation(
-            self.source_text, self.translation(), pieces, samples, out_rate, timings, self.fallbacks, self.records
+            self.source_text, self.translation(), pieces, samples, joiner.rate, timings, self.fallbacks, self.records
         )
 
     async def text(self) -> TextTranslation:

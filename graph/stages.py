@@ -127,9 +127,8 @@ def build_speaker(stage: SpeakerStage | dict[str, Any], max_chars: int, lang: st
     """Builds, loads and warms up the stage's speaker or fallback chain; blocking."""
 
     def create(s: Any) -> Speaker:
-        voices = getattr(s, "voices", None)
         return registry.create_speaker(
-            s.backend, s.model, s.options, voice=s.voice, max_chars=max_chars, voice_map=voices
+            s.backend, s.model, s.options, voice=s.voice, max_chars=max_chars, voice_map=s.voices
         )
 
     def probe(backend: Speaker) -> Any:

@@ -300,3 +300,20 @@ def test_a_speaker_that_fails_on_one_clause_falls_back_for_that_clause_only() ->
     # the clause already spoken kept its audio; the failing clause (and, while the primary is marked
     # unhealthy, the ones after it) came from the fallback
     assert served[0] is False and served[1] is True, served
+
+
+@pytest.mark.parametrize(
+    ("final", "spoken", "unspoken", "rest"),
+    [
+        ("こんにちは、元気ですか？", "こんにちは、", "元", "元気ですか？"),
+        ("Good morning, and thanks.", "Good  morning,", " and", " and thanks."),  # whitespace differs
+        ("こんにちは、元気ですか？", "「こんにちは、", "元", "元"),  # the cleaning changed what was said
+        ("はい。", "はい。", "", ""),
+    ],
+)
+def test_the_rest_of_a_streamed_sentence_is_the_record_past_what_was_said(
+    final: str, spoken: str, unspoken: str, rest: str
+) -> None:
+    from graph.pipeline import _rest
+
+    assert _rest(final, spoken, unspoken) == rest
