@@ -27,6 +27,10 @@ def _bundled_or_skip(options: dict[str, object]) -> LLMTranslator:
     return tr
 
 
+def _words(text: str) -> str:
+    return re.sub(r"[、。，．,.]", "", text)
+
+
 def _assert_japanese_translation(text: str) -> None:
     assert has_script(text, "ja"), f"no hiragana, katakana or kanji in {text!r}"
     assert "\n" not in text and "Translation" not in text
@@ -76,7 +80,7 @@ def test_bundled_qwen_prompt_cache_keeps_the_translation() -> None:
     # them is such a near-tie here: with the cached prefix llama.cpp writes こんにちは。お元気ですか？, with a
     # full prefill こんにちは、お元気ですか？ (both before and after the orchestrator change, every run).
     alone = [tr.translate([SENTENCE], "en", "ja")[0].text for tr in (cached, plain)]
-    words = {re.sub(r"[、。，．,.]", "", t) for t in alone}
+    words = {_words(t) for t in alone}
     assert len(words) == 1, alone
     _assert_japanese_translation(alone[0])
     texts = CHINESE_PRONE[:2]
@@ -102,7 +106,10 @@ def test_bundled_qwen_streams_the_translation_it_returns_whole() -> None:
     pieces: list[str] = []
     streamed = tr.translate_stream(SENTENCE, "en", "ja", lambda p: pieces.append(p) is not None)
     whole = tr.translate([SENTENCE], "en", "ja")[0]
-    assert streamed.text == whole.text and len(pieces) >= 3
+    # The words must agree; the punctuation between them is the near-tie of the prompt-cache test
+    # (the second call reuses the first one's cached prefix: こんにちは。 vs こんにちは、 in CI).
+    assert _words(streamed.text) == _words(whole.text) and len(pieces) >= 3
+    assert "".join(pieces).strip() == streamed.text
     _assert_japanese_translation(streamed.text)
     clauses, _ = complete_clauses("".join(pieces), "ja", flush=True)
     assert "".join(clauses).strip() == streamed.text  # こんにちは、... : spoken in clauses, nothing lost
