@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from backends.base import short_repr
-from backends.errors import BackendUnavailable, HayakuError, InvalidRequest
+from backends.errors import BackendTimeout, BackendUnavailable, BadOutput, HayakuError, InvalidRequest
 from deployments.http.redaction import RedactRequestText
 
 log = logging.getLogger("hayaku.http")
@@ -73,6 +73,10 @@ def error_response(exc: BaseException, request_id: str | None) -> JSONResponse:
         )
     if isinstance(exc, InvalidRequest):
         status, kind, message = exc.status, exc.kind, str(exc)
+    elif isinstance(exc, (BackendTimeout, BadOutput)):
+        # a slow or garbled answer may not repeat; a backend that cannot run here will, so no Retry-After for it
+        body = error_body(exc.kind, str(exc), request_id)
+        return JSONResponse(body, status_code=503, headers={"retry-after": str(RETRY_AFTER_S)})
     elif isinstance(exc, BackendUnavailable):
         status, kind, message = 503, exc.kind, str(exc)
     elif isinstance(exc, HayakuError):

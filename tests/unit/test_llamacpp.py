@@ -165,7 +165,7 @@ def test_broken_gguf_files_are_clear_errors(tiny_gguf: Path, tmp_path: Path) -> 
 
 
 def test_no_latin_is_llamacpp_only_and_keeps_names_of_the_source() -> None:
-    from backends.llm_mt import LLMOptions
+    from backends.llm_options import LLMOptions
     from backends.llm_text import kept_names
 
     assert kept_names("Please send the PDF to Ms. Tanaka.") == {"PDF", "Ms", "Tanaka"}

@@ -293,6 +293,15 @@ def test_few_shot_examples_are_not_in_the_quality_corpus() -> None:
         assert src not in sources and tgt not in references
 
 
+def test_few_shot_allows_every_written_example_and_no_more() -> None:
+    from backends.llm_options import LLMOptions
+
+    most = max(len(examples) for examples in FEW_SHOT.values())
+    assert LLMOptions(few_shot=most).few_shot == most
+    with pytest.raises(ValueError, match="few_shot"):
+        LLMOptions(few_shot=most + 1)
+
+
 def test_few_shot_turns_come_before_the_text(tiny_llm: Path) -> None:
     tr = _tiny(tiny_llm, runtime="transformers", few_shot=2)
     chat = tr.messages("Hello there", "en", "ja")

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from backends.errors import BackendUnavailable, InvalidRequest
-from backends.llm_mt import BEST_QUALITY, FEW_SHOT, LLMOptions, LLMTranslator
+from backends.llm_mt import FEW_SHOT, LLMTranslator
+from backends.llm_options import BEST_QUALITY, LLMOptions
 from backends.memory import MEMORY_DIR, Memory, bundled, words
 
 PAIRS = [

@@ -13,6 +13,7 @@ httpx = pytest.importorskip("httpx", reason="needs httpx: pip install 'hayaku[se
 from ray.exceptions import ActorDiedError, ActorUnavailableError  # noqa: E402
 from ray.serve.exceptions import BackPressureError  # noqa: E402
 
+from backends.errors import BackendTimeout, BackendUnavailable, BadOutput  # noqa: E402
 from deployments.http.app import create_app  # noqa: E402
 from deployments.http.errors import RETRY_AFTER_S, error_response  # noqa: E402
 
@@ -35,6 +36,17 @@ def test_ray_errors_are_retryable_503s(exc: BaseException, kind: str) -> None:
 def test_other_errors_are_not_retryable() -> None:
     resp = error_response(ValueError("boom"), "rid-2")
     assert resp.status_code == 500 and "retry-after" not in resp.headers
+    missing = error_response(BackendUnavailable("kokoro needs the kokoro package"), "rid-3")
+    assert missing.status_code == 503 and "retry-after" not in missing.headers  # retrying will not install it
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"), [(BackendTimeout("no answer in 5 s"), "timeout"), (BadOutput("NaN"), "bad_output")]
+)
+def test_transient_backend_faults_are_retryable_503s(exc: BaseException, kind: str) -> None:
+    resp = error_response(exc, "rid-4")
+    assert resp.status_code == 503 and resp.headers["retry-after"] == str(RETRY_AFTER_S)
+    assert json.loads(bytes(resp.body))["error"] == {"type": kind, "message": str(exc)}
 
 
 def test_max_inflight_sheds_extra_posts_with_retry_after() -> None:

@@ -1,0 +1,173 @@
+"""Options of the ``llm`` translator (``backends.llm_mt``): runtime, decoding, prompt and quality levers.
+
+Kept apart from the backend so the options a config may set read as one list; the validators
+here are the checks that need no model (a memory file that exists, a lever the runtime has).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from backends.base import BackendOptions
+
+#: what ``quality: best`` sets (benchmarks/results/quality-test-levers.md: chrF and latency of each)
+BEST_QUALITY: dict[str, Any] = {"retrieve": 2}
+
+
+class LLMOptions(BackendOptions):
+    runtime: Literal["llama.cpp", "ctranslate2", "transformers"] = Field(
+        "llama.cpp",
+        description=(
+            "Inference runtime: llama.cpp (the GGUF file directly: parallel slots, prompt cache), ctranslate2"
+            " (Generator on a converted, cached folder) or transformers."
+        ),
+    )
+    compute_type: Literal[
+        "default",
+        "auto",
+        "int8",
+        "int8_float32",
+        "int8_float16",
+        "int8_bfloat16",
+        "int16",
+        "float16",
+        "bfloat16",
+        "float32",
+    ] = Field("int8", description="CTranslate2 compute type (runtime ctranslate2 only).")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="torch dtype of the weights (runtime transformers only)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where the model runs; auto picks cuda when a GPU is visible, else cpu."
+    )
+    max_new_tokens: int = Field(
+        256, ge=1, le=4096, description="Upper bound on generated tokens per text (the turn usually ends first)."
+    )
+    max_length_ratio: float = Field(
+        3.0,
+        ge=0,
+        le=100,
+        description=(
+            "Bounds generated tokens to ratio x input tokens + 16 (within max_new_tokens), so a model that"
+            " rambles or repeats stops early; 0 disables the bound."
+        ),
+    )
+    threads: int = Field(0, ge=0, le=256, description="CPU threads for the runtime (0: the runtime's default).")
+    parallel: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description=(
+            "Sequences decoded together (llama.cpp slots, runtime llama.cpp only): concurrent requests share each"
+            " step's weight reads instead of queueing."
+        ),
+    )
+    context: int = Field(
+        2048,
+        ge=256,
+        le=131072,
+        description="Context tokens per slot (runtime llama.cpp only): prompt, examples, text and translation.",
+    )
+    prompt_cache: bool = Field(
+        True,
+        description=(
+            "Reuse the model state after the fixed prompt prefix (system prompt and examples) across calls"
+            " (CTranslate2 static_prompt). Same outputs in float32; int8 rounds the cached state"
+            " differently, so a near-tie can rarely flip a token (runtime ctranslate2 only)."
+        ),
+    )
+    few_shot: int = Field(
+        4,
+        ge=0,
+        le=4,  # the en->ja examples written in backends.llm_mt.FEW_SHOT (a test keeps the two in step)
+        description=(
+            "Example translations shown before the text, for language pairs that have them (en->ja); 0 shows none."
+        ),
+    )
+    quality: Literal["fast", "best"] = Field(
+        "fast",
+        description=(
+            "best: the lever that raised chrF most on the held-out corpus, at a latency cost (retrieve 2;"
+            " about 2x the time a sentence); options given explicitly win. fast: none of it."
+        ),
+    )
+    retrieve: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description=(
+            "Examples picked per text from the translation memory (those sharing its rarest words), shown after"
+            " the fixed ones: better words for the text, at the cost of prefilling them on every call"
+            " (about 30 prompt tokens each); 0 shows none."
+        ),
+    )
+    hints: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description=(
+            "Dictionary words (JMdict, backends/dictionary.py) for up to this many nouns of the text, shown as"
+            " word -> word example turns just before it; prefilled on every call (about 12 prompt tokens each)."
+            " Needs jamdict (pip install 'hayaku[hints]'); 0 shows none."
+        ),
+    )
+    memory: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "Translation memory for retrieve: a TSV file with a header naming the two language columns"
+            " (default: the pairs bundled for the language pair, backends/memory/)."
+        ),
+    )
+    japanese_kanji_only: bool = Field(
+        True,
+        description=(
+            "For Japanese targets, never generate tokens containing Han characters outside the Japanese"
+            " repertoire (simplified-Chinese forms such as 过 or 场) or letters of other scripts (Cyrillic,"
+            " Hangul, Greek ...); Latin letters stay allowed (see no_latin)."
+        ),
+    )
+    no_latin: bool = Field(
+        False,
+        description=(
+            "For Japanese targets (runtime llama.cpp), never generate Latin-letter tokens except those spelling"
+            " names and acronyms of the source (capitalised words, 'PDF'), so English words are not left in."
+        ),
+    )
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, le=10.0, description="Penalty (>1) on tokens already generated; 1 disables it."
+    )
+    no_repeat_ngram_size: int = Field(
+        0, ge=0, le=64, description="Forbid repeating any n-gram of this many tokens; 0 disables it."
+    )
+    system_prompt: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4000,
+        description="Replaces the default system prompt; {source} and {target} become language names.",
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_exists(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).expanduser().is_file():
+            raise ValueError(f"memory {value!r} is not a file (a TSV of example pairs)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _quality_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("quality") == "best":
+            return {**BEST_QUALITY, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _runtime_supports(self) -> LLMOptions:
+        if self.runtime == "llama.cpp" and self.no_repeat_ngram_size:
+            raise ValueError("no_repeat_ngram_size is not available with runtime llama.cpp; use repetition_penalty")
+        if self.no_latin and self.runtime != "llama.cpp":
+            raise ValueError(f"no_latin is only available with runtime llama.cpp, not {self.runtime}")
+        return self
