@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.base import short_repr
 from backends.errors import InvalidRequest
 from graph.config import ConfigError, check_weights
 
@@ -66,7 +67,9 @@ class Router:
         if forced:
             if forced not in self.weights:
                 raise InvalidRequest(
-                    f"variant {forced!r} does not exist; valid: {', '.join(self.weights)}", status=400, field="variant"
+                    f"variant {short_repr(forced)} does not exist; valid: {', '.join(self.weights)}",
+                    status=400,
+                    field="variant",
                 )
             return forced, "forced"
         if key:

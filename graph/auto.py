@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from backends import registry, store
-from backends.base import DEFAULT_MAX_CHARS, parse_options
+from backends.base import DEFAULT_MAX_CHARS, parse_options, short_repr
 from backends.errors import InvalidRequest
 from graph import hardware
 from graph.config import AUTO, ConfigError, GraphArgs, check_stage, parse_args
@@ -329,14 +329,14 @@ def resolve_stage(
         fb_reason = fb_cls.unavailable_reason(fb.get("model"), fb.get("options"))
         if fb_reason:
             raise ConfigError(
-                f"{where}.fallbacks[{i}].backend: {fb['backend']!r} cannot run on this machine: {fb_reason}"
+                f"{where}.fallbacks[{i}].backend: {short_repr(fb['backend'])} cannot run on this machine: {fb_reason}"
             )
     if name != AUTO:
         check_stage(role, stage, where, max_chars)
         cls = registry.translator_class(name) if role == "translator" else registry.speaker_class(name)
         reason = cls.unavailable_reason(stage.get("model"), stage.get("options"))
         if reason:
-            raise ConfigError(f"{where}.backend: {name!r} cannot run on this machine: {reason}")
+            raise ConfigError(f"{where}.backend: {short_repr(name)} cannot run on this machine: {reason}")
         return _choose(role, Candidate(name), stage, "config", "set in config")
     skipped: list[str] = []
     pick = (profile or {}).get(role)

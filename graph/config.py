@@ -291,7 +291,7 @@ def parse_args(raw: Any, where: str = "args") -> GraphArgs:
             raise ConfigError(f"{where}.{field}: {exc}") from None
     if updates["source_lang"] == updates["target_lang"]:
         raise ConfigError(
-            f"{where}.target_lang: same as source_lang ({updates['source_lang']!r}); nothing to translate"
+            f"{where}.target_lang: same as source_lang ({short_repr(updates['source_lang'])}); nothing to translate"
         )
     args = args.model_copy(update=updates)
     check_stage("translator", args.translator.model_dump(), f"{where}.translator", args.limits.max_chars)
@@ -337,7 +337,9 @@ def _check_variants(args: GraphArgs, where: str) -> None:
     seen: set[str] = set()
     for i, v in enumerate(args.variants):
         if v.name in seen:
-            raise ConfigError(f"{where}.variants[{i}].name: duplicate variant name {v.name!r}; names must be unique")
+            raise ConfigError(
+                f"{where}.variants[{i}].name: duplicate variant name {short_repr(v.name)}; names must be unique"
+            )
         seen.add(v.name)
         if v.shadow and v.weight > 1:
             raise ConfigError(
@@ -370,7 +372,9 @@ def check_stage(role: str, stage: dict[str, Any], where: str, max_chars: int = D
     for i, fallback in enumerate(stage.get("fallbacks") or []):
         at = f"{where}.fallbacks[{i}]"
         if not isinstance(fallback, dict):
-            raise ConfigError(f"{at}: expected a mapping like {{backend: ..., options: {{}}}}, got {fallback!r}")
+            raise ConfigError(
+                f"{at}: expected a mapping like {{backend: ..., options: {{}}}}, got {short_repr(fallback)}"
+            )
         if (fallback.get("backend") or AUTO) == AUTO:
             raise ConfigError(f"{at}.backend: a fallback names its backend; 'auto' is only for the stage itself")
         check_stage(role, {**fallback, "fallbacks": []}, at, max_chars)
@@ -379,11 +383,12 @@ def check_stage(role: str, stage: dict[str, Any], where: str, max_chars: int = D
         return
     table = registry.ROLES[role]
     if name not in table:
-        raise ConfigError(f"{where}.backend: unknown {role} backend {name!r}; valid: auto, {', '.join(sorted(table))}")
+        valid = ", ".join(sorted(table))
+        raise ConfigError(f"{where}.backend: unknown {role} backend {short_repr(name)}; valid: auto, {valid}")
     try:
         cls = registry.translator_class(name) if role == "translator" else registry.speaker_class(name)
     except ImportError as exc:
-        raise ConfigError(f"{where}.backend: {name!r} could not be imported ({exc})") from None
+        raise ConfigError(f"{where}.backend: {short_repr(name)} could not be imported ({exc})") from None
     # parse_options prefixes every bad field with `where`, which makes it a YAML path.
     try:
         parse_options(cls.Options, stage.get("options"), where=f"{where}.options")

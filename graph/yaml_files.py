@@ -132,6 +132,8 @@ def load_app_args(yaml_path: str | Path, *, check: Literal["shape", "full"] = "f
         except ConfigError as exc:
             raise ConfigError(f"{yaml_path}: {exc}") from None
         deployments = app.get("deployments") or []
+        if not isinstance(deployments, list):
+            raise ConfigError(f"{yaml_path}: {where}.deployments: expected a list, got {short_repr(deployments)}")
         for j, dep in enumerate(deployments):
             name = dep.get("name") if isinstance(dep, dict) else None
             valid = deployment_names(args)

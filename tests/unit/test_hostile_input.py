@@ -373,6 +373,18 @@ def test_yaml_files_fail_with_their_path(depth: str, tmp_path: Path) -> None:
     check("config.yaml.file", _yaml_text(), prop, budget(80, depth))
 
 
+def test_what_the_long_runs_found_in_configs_fails_clearly(tmp_path: Path) -> None:
+    # a 10,000-character backend name was quoted back whole; `deployments: true` was a TypeError
+    with pytest.raises(ConfigError) as exc:
+        parse_args({"translator": {"backend": "a" * 10_000}}, "args")
+    assert str(exc.value).startswith("args.translator.backend: unknown translator backend 'aaa")
+    assert len(str(exc.value)) < 400 and "valid: auto" in str(exc.value)
+    path = tmp_path / "x.yaml"
+    path.write_text("applications:\n- import_path: serve.app:build\n  deployments: true\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"applications\[0\]\.deployments: expected a list, got True"):
+        load_app_args(path)
+
+
 def test_a_megabyte_of_whitespace_is_too_long_before_it_is_empty() -> None:
     # found by the long run: 1 MB of "\r" was a 400 quoting the whole text back
     from backends.text import check_text
