@@ -13,8 +13,14 @@ from pydantic import Field, field_validator, model_validator
 
 from backends.base import BackendOptions
 
-#: what ``quality: best`` sets (benchmarks/results/quality-test-levers.md: chrF and latency of each)
-BEST_QUALITY: dict[str, Any] = {"retrieve": 2}
+#: what each ``quality`` preset sets, measured on the held-out test part (benchmarks/results/
+#: quality-test-levers.md, quality-test-hints-nolatin.md): best = the most chrF (+5) at ~2x the time;
+#: balanced = no English words left in and +0.8 chrF at ~1.27x (no_latin needs llama.cpp: set only there)
+QUALITY_PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "balanced": {"hints": 3, "no_latin": True},
+    "best": {"retrieve": 2},
+}
 
 
 class LLMOptions(BackendOptions):
@@ -87,11 +93,12 @@ class LLMOptions(BackendOptions):
             "Example translations shown before the text, for language pairs that have them (en->ja); 0 shows none."
         ),
     )
-    quality: Literal["fast", "best"] = Field(
+    quality: Literal["fast", "balanced", "best"] = Field(
         "fast",
         description=(
-            "best: the lever that raised chrF most on the held-out corpus, at a latency cost (retrieve 2;"
-            " about 2x the time a sentence); options given explicitly win. fast: none of it."
+            "A preset of quality levers; options given explicitly win. fast: none. balanced: hints 3 and, on"
+            " llama.cpp, no_latin (no English words left in, +0.8 chrF, ~1.27x the time a sentence). best:"
+            " retrieve 2 (+5 chrF, about 2x the time)."
         ),
     )
     retrieve: int = Field(
@@ -160,9 +167,12 @@ class LLMOptions(BackendOptions):
     @model_validator(mode="before")
     @classmethod
     def _quality_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("quality") == "best":
-            return {**BEST_QUALITY, **data}
-        return data
+        if not isinstance(data, dict) or data.get("quality") not in QUALITY_PRESETS:
+            return data
+        preset = dict(QUALITY_PRESETS[data["quality"]])
+        if data.get("runtime", "llama.cpp") != "llama.cpp":
+            preset.pop("no_latin", None)
+        return {**preset, **data}
 
     @model_validator(mode="after")
     def _runtime_supports(self) -> LLMOptions:

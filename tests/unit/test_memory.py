@@ -9,7 +9,7 @@ import pytest
 
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.llm_mt import FEW_SHOT, LLMTranslator
-from backends.llm_options import BEST_QUALITY, LLMOptions
+from backends.llm_options import QUALITY_PRESETS, LLMOptions
 from backends.memory import MEMORY_DIR, Memory, bundled, words
 
 PAIRS = [
@@ -100,7 +100,17 @@ def test_hint_turns_come_last_and_a_missing_dictionary_is_an_unavailability(
     assert LLMTranslator.unavailable_reason(str(tiny_gguf), {"hints": 0}) is None
 
 
+def test_quality_balanced_bans_english_where_the_runtime_can() -> None:
+    balanced = LLMOptions(quality="balanced")
+    assert (balanced.hints, balanced.no_latin, balanced.retrieve) == (3, True, 0)
+    on_ct2 = LLMOptions(quality="balanced", runtime="ctranslate2")  # no_latin is a llama.cpp logit bias
+    assert (on_ct2.hints, on_ct2.no_latin) == (3, False)
+    assert LLMOptions(quality="balanced", no_latin=False).no_latin is False
+    with pytest.raises(ValueError, match="quality"):
+        LLMOptions(quality="great")
+
+
 def test_quality_best_sets_the_levers_and_explicit_options_win() -> None:
     best = LLMOptions(quality="best")
-    assert best.retrieve == BEST_QUALITY["retrieve"] > 0
+    assert best.retrieve == QUALITY_PRESETS["best"]["retrieve"] > 0
     assert (LLMOptions(quality="best", hints=0).hints, LLMOptions().retrieve, LLMOptions().hints) == (0, 0, 0)
