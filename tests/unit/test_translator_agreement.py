@@ -235,7 +235,7 @@ def _marian_folder(tmp_path: Path, name: str, tokenizer_config: dict[str, Any]) 
 
 
 def test_marian_languages_from_config_name_or_option(tmp_path: Path) -> None:
-    from backends.hf_seq2seq import inspect_model
+    from backends.seq2seq_model import inspect_model
 
     assert inspect_model(_marian_folder(tmp_path, "opus-mt-en-jap", {})).pair == ("en", "ja")
     assert inspect_model(_marian_folder(tmp_path, "m1", {"source_lang": "deu", "target_lang": "eng"})).pair == (
@@ -250,7 +250,7 @@ def test_marian_languages_from_config_name_or_option(tmp_path: Path) -> None:
 
 
 def test_non_translation_model_is_refused_with_the_families(tmp_path: Path) -> None:
-    from backends.hf_seq2seq import inspect_model
+    from backends.seq2seq_model import inspect_model
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
     with pytest.raises(InvalidRequest) as exc:
