@@ -110,11 +110,12 @@ class Pipeline:
     ) -> None:
         """Streams one sentence's translation; each clause goes to the speaker as soon as it is complete.
 
-        The run's later sentences start decoding once the first sentence's first clause is with the speaker:
-        decoded side by side from the start, all of them would slow the clause the listener waits for.
+        The run's later sentences start decoding once the first audio is out: decoded side by side from the
+        start, they would share the cores with the first clause's decoding and speaking, which the listener
+        waits for (on 2 cores, the clause's speech took 2x as long with them).
         """
         if not first:
-            await run.first_clause.wait()
+            await run.first_heard.wait()
         buffer = spoken = ""
         stream = self._translating().translate_stream(sentence, src, tgt)
         try:
@@ -125,7 +126,6 @@ class Pipeline:
                     for clause in done:
                         spoken += clause
                         into.clause(clause, _started(self.speaker.speak(clause.strip(), tgt, voice, speed)))
-                        run.first_clause.set()
                     continue
                 if isinstance(item, BaseException):
                     raise item
@@ -133,13 +133,15 @@ class Pipeline:
                 rest = _rest(final.text, spoken, buffer) if spoken else final.text
                 if rest.strip():
                     into.clause(rest, _started(self.speaker.speak(rest.strip(), tgt, voice, speed)), final)
+                elif not spoken:
+                    run.first_heard.set()  # nothing to speak: no first audio will come from this sentence
                 into.end(final)
                 return
             raise InvalidRequest("the translator's stream ended without its result")  # a stage bug, said clearly
         except Exception as exc:
             into.end(exc)
+            run.first_heard.set()
         finally:
-            run.first_clause.set()  # also when the first sentence had no clause boundary, or failed
             await _stop(stream)
 
     def speech_translate(

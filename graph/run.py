@@ -234,8 +234,8 @@ class Run:
         self._wake = asyncio.Event()
         self._closed = False
         self._tasks: list[asyncio.Task[Any]] = []
-        #: set once the first streamed sentence has handed its first clause to the speaker
-        self.first_clause = asyncio.Event()
+        #: set once the first piece is read (its audio is out), or the first sentence has none to give
+        self.first_heard = asyncio.Event()
 
     # -- filling ---------------------------------------------------------------------------------
 
@@ -316,6 +316,7 @@ class Run:
         )  # fmt: skip
         self._clause += 1
         self.read.append(piece)
+        self.first_heard.set()
         self._note(None, sp, piece.since_start_ms)
         return piece
 

@@ -215,6 +215,32 @@ def test_the_first_clause_is_spoken_before_its_translation_is_finished() -> None
     assert [p.text for p in rest] == [" this is a longer sentence."] and len(records) == 1
 
 
+def test_later_sentences_start_decoding_once_the_first_audio_is_out() -> None:
+    # decoded side by side from the start, they would share the cores with the clause the listener waits for
+    pipe = _echo_tone({"stream_ms": 5}, {"work_ms": 50})
+    backend = pipe.translator.backend
+    started: list[tuple[str, int]] = []
+    stream = backend.translate_stream
+
+    def recorded(text: str, *args: Any) -> Any:
+        started.append((text, len(run.read)))
+        return stream(text, *args)
+
+    backend.translate_stream = recorded  # type: ignore[method-assign]
+
+    async def go() -> list[Any]:
+        nonlocal run
+        run = pipe.speech_translate(TWO + " Goodbye now.", clauses=True)
+        return [p async for p in run]
+
+    run: Any = None
+    pieces = asyncio.run(go())
+    assert [p.text for p in pieces][:2] == ["JA:Good morning,", " and thank you for coming."]
+    # the first sentence began with nothing heard; each later one only after the first clause was read
+    assert started[0] == ("Good morning, and thank you for coming.", 0)
+    assert sorted(n for _, n in started[1:]) == [1, 1], started
+
+
 def test_text_without_a_clause_boundary_is_spoken_at_the_sentence_end() -> None:
     pieces, run = _pieces(_echo_tone({"stream_ms": 2}), "no punctuation here at all")
     assert [p.text for p in pieces] == ["JA:no punctuation here at all"]
