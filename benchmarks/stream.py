@@ -49,6 +49,7 @@ def _streamed(url: str, text: str = PARAGRAPH) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     first = None
+    pieces: list[str] = []
     with (
         httpx.Client(timeout=300, trust_env=False) as c,
         c.stream("POST", url, json={"text": text, "stream": True, "response": "json"}) as r,
@@ -58,14 +59,15 @@ def _streamed(url: str, text: str = PARAGRAPH) -> dict[str, Any]:
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                kind = json.loads(line)["type"]
-                if kind == "error":
+                msg = json.loads(line)
+                if msg["type"] == "error":
                     raise RuntimeError(line.decode())
-                if kind == "sentence" and first is None:
-                    first = (time.perf_counter() - t0) * 1000
+                if msg["type"] == "sentence":
+                    first = first if first is not None else (time.perf_counter() - t0) * 1000
+                    pieces.append(str(msg.get("text", "")))
     if r.status_code != 200 or first is None:
         raise RuntimeError(f"HTTP {r.status_code}")
-    return {"first_audio_ms": first}
+    return {"first_audio_ms": first, "pieces": pieces}
 
 
 def _whole(url: str, text: str = PARAGRAPH) -> dict[str, Any]:
@@ -94,7 +96,7 @@ def _deploy(args: dict[str, Any], name: str) -> dict[str, Any]:
     return graph.to_dict()
 
 
-def stream_part(base: str, synthetic: bool, rounds: int) -> dict[str, Any]:
+def stream_part(base: str, synthetic: bool, rounds: int, sentences: int = 12) -> dict[str, Any]:
     from graph.auto import resolve_graph
 
     args: dict[str, Any] = SYNTHETIC
@@ -120,17 +122,19 @@ def stream_part(base: str, synthetic: bool, rounds: int) -> dict[str, Any]:
         "errors": {"whole": whole.errors, "streamed": streamed.errors},
         "first_audio_over_whole": ttfa / whole.median(),
         "streamed_total_over_whole": streamed.median() / whole.median(),
-        "sentence": _short_sentences(url, rounds),
+        "sentence": _short_sentences(url, sentences),
     }
     return data
 
 
-def _short_sentences(url: str, rounds: int) -> dict[str, Any]:
-    """One short everyday sentence per request (the corpus's), whole vs streamed, interleaved per sentence."""
+def _short_sentences(url: str, n: int) -> dict[str, Any]:
+    """One short everyday sentence per request (the corpus's first ``n``), whole vs streamed, interleaved per
+    sentence; with the streamed pieces' texts, to tell a text spoken from its first clause from one spoken whole."""
     from benchmarks.quality import load_corpus
 
-    texts = [p.source for p in load_corpus("en-ja") if p.domain == "everyday" and p.source.count(".") <= 1][:rounds]
+    texts = [p.source for p in load_corpus("en-ja") if p.domain == "everyday" and p.source.count(".") <= 1][:n]
     ratios, wholes, firsts = [], [], []
+    pieces: list[list[str]] = []
     for text in texts:
         calls: dict[str, Callable[[], dict[str, Any]]] = {
             "whole": functools.partial(_whole, url, text),
@@ -141,12 +145,21 @@ def _short_sentences(url: str, rounds: int) -> dict[str, Any]:
         wholes.append(w)
         firsts.append(f)
         ratios.append(f / w)
+        pieces.append(next(s.extra["pieces"] for s in series["streamed"].samples if s.ok))
+    # spoken in more than one piece: the first audio came before the whole text was translated
+    early = [i for i, p in enumerate(pieces) if len(p) > 1]
     return {
         "texts": texts,
+        "pieces": pieces,
         "whole_ms": wholes,
         "first_audio_ms": firsts,
         "first_audio_over_whole": ratios,
         "median_ratio": statistics.median(ratios),
+        "early": len(early),
+        "median_ratio_early": statistics.median([ratios[i] for i in early]) if early else None,
+        "median_ratio_whole": statistics.median([r for i, r in enumerate(ratios) if i not in early])
+        if len(early) < len(ratios)
+        else None,
     }
 
 
@@ -182,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="hayaku bench stream", description=__doc__.split("\n\n")[0])
     p.add_argument("--synthetic", action="store_true", help="echo + tone with work_ms instead of the offline models")
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds of whole vs streamed (default 8)")
+    p.add_argument("--sentences", type=int, default=12, help="short everyday sentences measured one by one (12)")
     p.add_argument("--ab-requests", type=int, default=1000, help="requests for the A/B split (default 1000)")
     a = p.parse_args(argv)
     import socket
@@ -195,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     base = f"http://127.0.0.1:{port}"
+    from benchmarks.original import read_bandwidth_gbs
+
+    bandwidth = read_bandwidth_gbs()
     try:
-        st = stream_part(base, a.synthetic, a.rounds)
+        st = stream_part(base, a.synthetic, a.rounds, a.sentences)
         serve.delete("st")
         ab = ab_part(base, a.ab_requests)
     finally:
@@ -222,18 +239,27 @@ def main(argv: list[str] | None = None) -> int:
             f"first audio / whole = {sent['median_ratio']:.2f}",
         ]
     )
+    for label, key, count in (
+        ("spoken in more than one piece", "median_ratio_early", sent["early"]),
+        ("spoken in one piece (no 、 before the end)", "median_ratio_whole", len(sent["texts"]) - sent["early"]),
+    ):
+        ratio = sent[key]
+        rows.append([f"  of which: {label} ({count})", "-", "-", "-" if ratio is None else f"{ratio:.2f}"])
+    st["read_bandwidth_gbs"] = bandwidth
     table = markdown_table(["response", "first audio p50 ms", "total p50 ms", "total vs whole"], rows)
     notes = (
         f"Graph: translator {g['translator']['backend']} {g['translator'].get('options')}, speaker "
         f"{g['speaker']['backend']} ({'synthetic' if g['synthetic'] else 'offline models'}); a 4-sentence paragraph; "
-        f"{st['rounds']} interleaved rounds over HTTP through the Serve proxy.\n\n"
+        f"{st['rounds']} interleaved rounds over HTTP through the Serve proxy. Read bandwidth {bandwidth:.1f} GB/s "
+        "(measured in this run).\n\n"
         f"Paragraph: first audio / whole response = **{st['first_audio_over_whole']:.2f}** (target <= 0.15); "
         f"streamed total / whole = **{st['streamed_total_over_whole']:.2f}** (target <= 1.05). One short sentence: "
         f"median of per-sentence first audio / whole = **{sent['median_ratio']:.2f}** (target <= 0.5). "
         f"Errors: {st['errors']}.\n\n"
         "Streamed responses speak clause by clause: a translator that decodes token by token (llm on llama.cpp) "
         "hands each clause (、。！？) to the speaker as soon as its text exists; the whole response is unchanged "
-        "(every sentence translated, then spoken whole)."
+        "(every sentence translated, then spoken whole). A sentence whose translation has no 、 before its end is "
+        "spoken at its end, as a whole: its first audio is its whole response less the WAV's encoding."
     )
     write_result("stream", "Streamed speech: time to first audio", table, notes, st)
     ab_rows = [
