@@ -6,8 +6,9 @@
 Two parts, written to benchmarks/results/stream.md and ab-split.md:
 
 1. Time to first audio. A 4-sentence paragraph, non-streamed (whole WAV) vs streamed
-   (NDJSON, the first sentence line), interleaved A B A B: the issue's targets are first
-   audio <= 0.4 x the non-streamed time, and streamed total <= non-streamed + 10%.
+   (NDJSON, the first piece's line), interleaved A B A B (targets: first audio <= 0.15 x the
+   non-streamed time, streamed total <= non-streamed + 5%); then short everyday sentences one
+   by one (target: first audio <= 0.5 x the whole response, median).
 2. A/B split: weights 0.7/0.3 over the echo translator and tone speaker; 1000 requests
    routed at random, and 200 client keys sent twice (sticky: the same variant each time).
 """
