@@ -37,4 +37,21 @@ class StageHolder(Generic[S]):
 
     def _live(self) -> dict[str, Any]:
         """What runs now (after any reconfigure), for GET /v1/graph."""
-        return {**self._backend.describe(), "load_ms": self._backend.load_ms, "pid": os.getpid()}
+        nice = os.getpriority(os.PRIO_PROCESS, 0) if hasattr(os, "getpriority") else None
+        return {**self._backend.describe(), "load_ms": self._backend.load_ms, "pid": os.getpid(), "nice": nice}
+
+
+def set_niceness(nice: int) -> None:
+    """Gives every thread of this process the CPU niceness ``nice``.
+
+    On Linux a thread's niceness is its own (setpriority on the process id changes one thread), and a
+    thread started later takes its starter's: every thread there now is set, so all later ones follow.
+    PermissionError when raising the priority needs CAP_SYS_NICE.
+    """
+    task = "/proc/self/task"
+    threads = [int(t) for t in os.listdir(task)] if os.path.isdir(task) else [0]
+    for tid in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:  # the thread ended meanwhile
+            continue

@@ -1,7 +1,9 @@
 """The translator deployment: runs a graph.stages TranslateStage and answers errors as values.
 
 ``TranslatorReplica`` is a plain class (a colocated ingress runs it in-process);
-``TranslatorDeployment`` is the same class as a Ray Serve deployment named ``Translator``.
+``TranslatorDeployment`` is it as a Ray Serve deployment named ``Translator``, in a process whose CPU
+priority the stage's ``nice`` lowers: decoding keeps every core busy, and speech and the HTTP path,
+which the listener waits for, should not wait behind it.
 The stage groups concurrent requests into one backend call (``batch`` in the stage config) and
 runs blocking backends in a worker thread, so the replica's event loop keeps accepting requests.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,7 +20,7 @@ from ray import serve
 
 from backends.errors import HayakuError
 from backends.types import TranslationResult
-from deployments.common import StageHolder
+from deployments.common import StageHolder, set_niceness
 from deployments.http.redaction import install_log_redaction
 from graph.config import BatchConfig, merge_update
 from graph.stages import TranslateStage, build_translator
@@ -32,9 +35,12 @@ class TranslatorReplica(StageHolder[TranslateStage]):
     """Holds one loaded translator backend; swaps it on ``reconfigure``."""
 
     role = "translator"
+    #: whether this replica is a process of its own, whose CPU priority the stage's ``nice`` sets
+    own_process = False
 
     def __init__(self, stage: dict[str, Any], max_chars: int, source_lang: str, target_lang: str) -> None:
         install_log_redaction()  # Ray logs failed requests here too: no request text in them
+        self._renice(stage.get("nice"))  # before loading: the engine's threads take this thread's niceness
         self._base = dict(stage)
         self._max_chars = max_chars
         self._langs = (source_lang, target_lang)
@@ -52,8 +58,22 @@ class TranslatorReplica(StageHolder[TranslateStage]):
             backend = await asyncio.to_thread(build_translator, new, self._max_chars, *self._langs)
             (await self._stage.swap(backend)).close()
         self._stage.batch = BatchConfig.model_validate(new.get("batch") or {})
+        if new.get("nice") != self._config.get("nice"):
+            self._renice(new.get("nice"))
         self._config = new
         log.info("translator reconfigured: %s", self.describe())
+
+    def _renice(self, nice: int | None) -> None:
+        if not self.own_process or nice is None:
+            return
+        try:
+            set_niceness(nice)
+        except PermissionError:
+            log.warning(
+                "translator: nice %d needs CAP_SYS_NICE (a higher priority than Ray's workers get); keeping %d",
+                nice,
+                os.getpriority(os.PRIO_PROCESS, 0),
+            )
 
     def describe(self) -> dict[str, Any]:
         """What runs now (after any reconfigure), for GET /v1/graph."""
@@ -82,6 +102,12 @@ class TranslatorReplica(StageHolder[TranslateStage]):
             yield exc
 
 
+class TranslatorProcess(TranslatorReplica):
+    """The replica as a Serve deployment, a process of its own."""
+
+    own_process = True
+
+
 TranslatorDeployment = serve.deployment(name="Translator", max_ongoing_requests=32, health_check_period_s=10)(
-    TranslatorReplica
+    TranslatorProcess
 )

@@ -115,6 +115,14 @@ class TranslatorStage(_Strict):
     probe_interval_s: float = Field(
         10.0, gt=0, le=3600, description="How often an unhealthy backend is probed (health + one tiny call)."
     )
+    nice: int | None = Field(
+        19,
+        ge=-20,
+        le=19,
+        description="CPU niceness of the translator's own replica process (Ray starts workers at 15). 19, the "
+        "lowest priority, lets speech and the HTTP path, which the listener waits for, run before decoding that "
+        "keeps every core busy. Below 15 needs CAP_SYS_NICE; None keeps Ray's. Not applied when colocated.",
+    )
 
 
 class SpeakerStage(_Strict):
@@ -260,6 +268,7 @@ class StageUpdate(_Strict):
     voice: str | None = Field(None, description="Speaker only: switch the default voice.")
     options: dict[str, Any] | None = Field(None, description="Replace the backend options as a whole.")
     batch: BatchConfig | None = Field(None, description="Translator only: change batching.")
+    nice: int | None = Field(None, ge=-20, le=19, description="Translator only: change its replica's CPU niceness.")
 
 
 def _pydantic_message(err: ValidationError, where: str) -> str:
@@ -419,6 +428,8 @@ def merge_update(stage: dict[str, Any], update: dict[str, Any] | None, role: str
         raise ConfigError(f"{where}.voice: the translator has no voice")
     if role == "speaker" and upd.batch is not None:
         raise ConfigError(f"{where}.batch: only the translator batches")
+    if role == "speaker" and upd.nice is not None:
+        raise ConfigError(f"{where}.nice: only the translator's priority is set")
     merged = copy.deepcopy(stage)
     for key, value in upd.model_dump(exclude_none=True).items():
         merged[key] = value

@@ -47,8 +47,11 @@ def test_user_config_switches_option_live(serve_port: int) -> None:
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{serve_port}", timeout=30) as c:
             assert _translate(c, "/live") == "[v1] Hello."
-            pid = c.get("/live/v1/graph").json()["translator"]["live"]["pid"]
-            client.deploy_apps(_config({"options": {"prefix": "[v2] ", "uppercase": True}}), _blocking=True)
+            g = c.get("/live/v1/graph").json()
+            pid = g["translator"]["live"]["pid"]
+            assert g["translator"]["live"]["nice"] == 19, "decoding runs below speech and the HTTP path"
+            assert g["speaker"]["live"]["nice"] == 15  # Ray's worker niceness
+            client.deploy_apps(_config({"options": {"prefix": "[v2] ", "uppercase": True}, "nice": 18}), _blocking=True)
             deadline = time.monotonic() + 60
             while _translate(c, "/live") != "[v2] HELLO." and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -56,6 +59,7 @@ def test_user_config_switches_option_live(serve_port: int) -> None:
             live = c.get("/live/v1/graph").json()["translator"]["live"]
             assert live["options"] == {"prefix": "[v2] ", "uppercase": True}
             assert live["pid"] == pid, "reconfigure must not restart the replica"
+            assert live["nice"] == 18
     finally:
         serve.delete("live")
 
@@ -74,5 +78,6 @@ def test_colocated_graph(serve_port: int, deploy_graph: Any) -> None:
             g = c.get("/colo/v1/graph").json()
             assert g["colocate"] is True
             assert g["translator"]["live"]["pid"] == g["speaker"]["live"]["pid"]
+            assert g["translator"]["live"]["nice"] == 15, "a colocated translator must not lower the ingress"
     finally:
         serve.delete("colo")

@@ -115,3 +115,14 @@ def test_user_config_merge() -> None:
         merge_update(stage, {"nope": 1}, "translator", "uc")
     with pytest.raises(ConfigError, match=r"uc\.voice: the translator has no voice"):
         merge_update(stage, {"voice": "x"}, "translator", "uc")
+
+
+def test_translator_niceness_defaults_low_and_is_bounded() -> None:
+    assert parse_args({}).translator.nice == 19
+    assert parse_args({"translator": {"nice": None}}).translator.nice is None
+    with pytest.raises(ConfigError, match=r"args\.translator\.nice"):
+        parse_args({"translator": {"nice": 25}})
+    stage = {"backend": "tone", "options": {}}
+    with pytest.raises(ConfigError, match=r"uc\.nice: only the translator's priority is set"):
+        merge_update(stage, {"nice": 10}, "speaker", "uc")
+    assert merge_update({"backend": "echo", "nice": 19}, {"nice": 17}, "translator", "uc")["nice"] == 17
