@@ -14,12 +14,13 @@ from pydantic import Field, field_validator, model_validator
 from backends.base import BackendOptions
 
 #: what each ``quality`` preset sets, measured on the held-out test part (benchmarks/results/
-#: quality-test-levers.md, quality-test-hints-nolatin.md): best = the most chrF (+5) at ~2x the time;
-#: balanced = no English words left in and +0.8 chrF at ~1.27x (no_latin needs llama.cpp: set only there)
+#: quality-test-levers.md, quality-test-hints-nolatin.md, quality-test-default.md): every one bans
+#: English words left in (no_latin: 12 of 180 -> 0 at ~1.02x the time; it needs llama.cpp, so it is set
+#: only there); balanced adds hints (+0.8 chrF at ~1.27x); best retrieves examples (+4 chrF at ~2x)
 QUALITY_PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {},
+    "fast": {"no_latin": True},
     "balanced": {"hints": 3, "no_latin": True},
-    "best": {"retrieve": 2},
+    "best": {"retrieve": 2, "no_latin": True},
 }
 
 
@@ -96,9 +97,9 @@ class LLMOptions(BackendOptions):
     quality: Literal["fast", "balanced", "best"] = Field(
         "fast",
         description=(
-            "A preset of quality levers; options given explicitly win. fast: none. balanced: hints 3 and, on"
-            " llama.cpp, no_latin (no English words left in, +0.8 chrF, ~1.27x the time a sentence). best:"
-            " retrieve 2 (+5 chrF, about 2x the time)."
+            "A preset of quality levers; options given explicitly win. Each sets no_latin on llama.cpp (no"
+            " English words left in, ~1.02x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.27x"
+            " the time a sentence). best: retrieve 2 (+4 chrF, about 2x the time)."
         ),
     )
     retrieve: int = Field(
@@ -142,6 +143,7 @@ class LLMOptions(BackendOptions):
         description=(
             "For Japanese targets (runtime llama.cpp), never generate Latin-letter tokens except those spelling"
             " names and acronyms of the source (capitalised words, 'PDF'), so English words are not left in."
+            " Every quality preset sets it on llama.cpp; false turns it off."
         ),
     )
     repetition_penalty: float = Field(
@@ -167,9 +169,10 @@ class LLMOptions(BackendOptions):
     @model_validator(mode="before")
     @classmethod
     def _quality_preset(cls, data: Any) -> Any:
-        if not isinstance(data, dict) or data.get("quality") not in QUALITY_PRESETS:
+        # the default preset applies too: a config that names no quality gets fast's levers
+        if not isinstance(data, dict) or data.get("quality", "fast") not in QUALITY_PRESETS:
             return data
-        preset = dict(QUALITY_PRESETS[data["quality"]])
+        preset = dict(QUALITY_PRESETS[data.get("quality", "fast")])
         if data.get("runtime", "llama.cpp") != "llama.cpp":
             preset.pop("no_latin", None)
         return {**preset, **data}

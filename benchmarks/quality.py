@@ -15,7 +15,7 @@ more than 1 point below its reference. Reference outputs are cached under HAYAKU
 slow float32 run is paid once per corpus and setting.
 
 A setting is ``backend[:key=value,key=value...]``; values are JSON (numbers, true/false)
-or plain strings.
+or plain strings; ``model=<name or path>`` is the setting's model (``--model`` sets every setting's).
 """
 
 from __future__ import annotations
@@ -181,7 +181,9 @@ def parse_setting(spec: str, model: str | None = None) -> Setting:
         if not eq or not key:
             raise ValueError(f"bad option {item!r} in setting {spec!r}: write key=value")
         options[key.strip()] = _value(value.strip())
-    return Setting(backend.strip(), options, model, label=spec)
+    # model= names the setting's model (a bundled name or a path), so settings of two models interleave
+    own_model = options.pop("model", None)
+    return Setting(backend.strip(), options, str(own_model) if own_model is not None else model, label=spec)
 
 
 # -- measuring -------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ def test_greedy_output_matches_transformers_on_the_same_weights(tiny: LLMTransla
         {"runtime": "transformers", "dtype": "float32", "max_new_tokens": 6, "japanese_kanji_only": False},
     )
     torch_tr.load()
-    plain = LLMTranslator(str(tiny.model), {**tiny.options.model_dump(), "japanese_kanji_only": False})
+    plain = LLMTranslator(
+        str(tiny.model), {**tiny.options.model_dump(), "japanese_kanji_only": False, "no_latin": False}
+    )
     plain.load()
     # random weights emit partial UTF-8 sequences, which the two decoders render as different
     # numbers of U+FFFD; the characters that did decode are what the tokens decide

@@ -114,3 +114,11 @@ def test_quality_best_sets_the_levers_and_explicit_options_win() -> None:
     best = LLMOptions(quality="best")
     assert best.retrieve == QUALITY_PRESETS["best"]["retrieve"] > 0
     assert (LLMOptions(quality="best", hints=0).hints, LLMOptions().retrieve, LLMOptions().hints) == (0, 0, 0)
+
+
+def test_every_preset_bans_english_on_llamacpp_and_the_default_is_a_preset() -> None:
+    for quality in QUALITY_PRESETS:
+        assert LLMOptions(quality=quality).no_latin is True
+        assert LLMOptions(quality=quality, runtime="ctranslate2").no_latin is False
+    assert LLMOptions().no_latin is True  # no quality named: fast's levers
+    assert LLMOptions(no_latin=False).no_latin is False

@@ -71,6 +71,9 @@ def test_parse_setting() -> None:
     assert prompt.options == {"system_prompt": "Translate {source}, politely, into {target}.", "few_shot": 0}
     with pytest.raises(ValueError, match="key=value"):
         parse_setting("llm:few_shot")
+    own = parse_setting("llm:model=/m/q05.gguf,threads=2", model="default-model")
+    assert own.model == "/m/q05.gguf" and own.options == {"threads": 2}
+    assert parse_setting("llm:threads=2", model="default-model").model == "default-model"
 
 
 def test_run_on_the_echo_translator_reports_rows_and_failures() -> None:
