@@ -15,8 +15,9 @@ from backends.base import BackendOptions
 
 #: what each ``quality`` preset sets, measured on the held-out test part (benchmarks/results/
 #: quality-test-levers.md, quality-test-hints-nolatin.md, quality-test-default.md): every one bans
-#: English words left in (no_latin: 12 of 180 -> 0 at ~1.02x the time; it needs llama.cpp, so it is set
-#: only there); balanced adds hints (+0.8 chrF at ~1.27x); best retrieves examples (+4 chrF at ~2x)
+#: English words left in (no_latin: 12 of 180 -> 0 at 1.02-1.08x the time, ~70 ms more before the
+#: first token for its ~69k-entry logit bias; it needs llama.cpp, so it is set only there); balanced adds
+#: hints (+0.8 chrF at ~1.27x); best retrieves examples (+4 chrF at ~2x)
 QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"no_latin": True},
     "balanced": {"hints": 3, "no_latin": True},
@@ -98,7 +99,7 @@ class LLMOptions(BackendOptions):
         "fast",
         description=(
             "A preset of quality levers; options given explicitly win. Each sets no_latin on llama.cpp (no"
-            " English words left in, ~1.02x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.27x"
+            " English words left in, 1.02-1.08x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.27x"
             " the time a sentence). best: retrieve 2 (+4 chrF, about 2x the time)."
         ),
     )
