@@ -170,10 +170,13 @@ class LLMOptions(BackendOptions):
     @model_validator(mode="before")
     @classmethod
     def _quality_preset(cls, data: Any) -> Any:
-        # the default preset applies too: a config that names no quality gets fast's levers
-        if not isinstance(data, dict) or data.get("quality", "fast") not in QUALITY_PRESETS:
+        if not isinstance(data, dict):
             return data
-        preset = dict(QUALITY_PRESETS[data.get("quality", "fast")])
+        # the default preset applies too: a config that names no quality gets fast's levers
+        quality = data.get("quality", "fast")
+        if quality not in QUALITY_PRESETS:
+            return data
+        preset = dict(QUALITY_PRESETS[quality])
         if data.get("runtime", "llama.cpp") != "llama.cpp":
             preset.pop("no_latin", None)
         return {**preset, **data}
