@@ -32,12 +32,12 @@ from backends import bundled, model_spec, store
 from backends.base import Translator, missing_modules
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.languages import language_name
+from backends.llamacpp_rt import Bans
 from backends.llm_hf import HFRuntimes, end_of_turn_ids
 from backends.llm_options import LLMOptions
 from backends.llm_text import (
-    LATIN_PIECE,
     clean_translation,
-    kept_names,
+    latin_grammar,
     non_japanese_han_token_ids,
     non_japanese_ids,
 )
@@ -94,8 +94,7 @@ class LLMTranslator(HFRuntimes, Translator):
         # the suppressed ids as CTranslate2 token sequences, converted once (about 13k for Qwen)
         self._suppress_seqs: tuple[list[int], list[list[str]]] | None = None
         self._prefixes: dict[tuple[str, str], list[int]] = {}
-        self._bias: list[list[Any]] | None = None
-        self._latin: list[list[Any]] | None = None  # the bans when the text keeps no name
+        self._bias: Bans | None = None
         self._overhead: dict[tuple[str, str], int] = {}
         # tokenizers and torch generate are not safe to drive from several threads at once
         self._lock = threading.Lock()
@@ -183,7 +182,6 @@ class LLMTranslator(HFRuntimes, Translator):
         self._tokenizer = None
         self._suppressed = None
         self._bias = None
-        self._latin = None
         self._overhead = {}
         self._suppress_seqs = None
         self._prefixes = {}
@@ -348,25 +346,12 @@ class LLMTranslator(HFRuntimes, Translator):
             self._overhead[key] = len(engine.tokenize(engine.render(self.messages("", src, tgt, retrieved=False))))
         return self._overhead[key] + TEMPLATE_SLACK
 
-    def _logit_bias(self) -> list[list[Any]]:
-        """The suppressed ids as a llama.cpp logit bias (``false``: never), built once."""
+    def _logit_bias(self) -> Bans:
+        """The suppressed ids as llama.cpp bans, built once."""
         with self._lock:  # not by every concurrent first caller
             if self._bias is None:
-                self._bias = [[i, False] for i in self.suppressed_ids()]
+                self._bias = Bans(self.suppressed_ids())
         return self._bias
-
-    def _latin_bias(self, text: str) -> list[list[Any]]:
-        """Bans of the Latin-letter tokens, less those that spell the names and acronyms of ``text``."""
-        engine = self._runtime
-        with self._lock:
-            if self._latin is None:
-                from backends.llamacpp_rt import vocab_pieces
-
-                pieces = vocab_pieces(engine.meta)
-                self._latin = [[i, False] for i, piece in pieces if LATIN_PIECE.fullmatch(piece)]
-        # built once: rebuilding the ~69k entries took ~28 ms of every request, before its first token
-        allowed = {i for w in kept_names(text) for form in (w, " " + w) for i in engine.tokenize(form)}
-        return [ban for ban in self._latin if ban[0] not in allowed] if allowed else self._latin
 
     def _one_llamacpp(self, text: str, src: str, tgt: str) -> tuple[str, int | None]:
         messages, limit, bias, extra = self._llamacpp_request(text, src, tgt)
@@ -389,8 +374,8 @@ class LLMTranslator(HFRuntimes, Translator):
 
     def _llamacpp_request(
         self, text: str, src: str, tgt: str
-    ) -> tuple[list[dict[str, str]], int, list[list[Any]] | None, dict[str, Any]]:
-        """(messages, token limit, logit bias, extra body fields) of one text's llama.cpp request."""
+    ) -> tuple[list[dict[str, str]], int, Bans | None, dict[str, Any]]:
+        """(messages, token limit, banned tokens, extra body fields) of one text's llama.cpp request."""
         opts = self.options
         assert isinstance(opts, LLMOptions)
         engine = self._runtime
@@ -407,9 +392,9 @@ class LLMTranslator(HFRuntimes, Translator):
                 status=413,
             )
         bias = self._logit_bias() if opts.japanese_kanji_only and tgt == "ja" else None
-        if opts.no_latin and tgt == "ja":
-            bias = (bias or []) + self._latin_bias(text)
         extra: dict[str, Any] = {"cache_prompt": opts.prompt_cache}
+        if opts.no_latin and tgt == "ja":
+            extra["grammar"] = latin_grammar(text)
         if opts.repetition_penalty != 1.0:
             extra["repeat_penalty"] = opts.repetition_penalty
         return self._chat(text, src, tgt, chosen), limit, bias, extra

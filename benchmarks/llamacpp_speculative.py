@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "1.5B + 0.5B draft, 8 tokens": _engine(target, ns.threads, ns.draft, 8),
         "0.5B alone": _engine(ns.draft, ns.threads),
     }
-    bias = tr._logit_bias()
+    bias = [[i, False] for i in tr._logit_bias().ids]
     texts = _short_corpus_sentences(ns.sentences)
     ms: dict[str, list[float]] = {k: [] for k in engines}
     out: dict[str, list[str]] = {k: [] for k in engines}

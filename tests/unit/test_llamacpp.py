@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 from backends.errors import BackendUnavailable, InvalidRequest
 from backends.gguf_meta import check_whole
+from backends.llamacpp_rt import Bans
 from backends.llm_mt import LLMTranslator
 
 pytest.importorskip("xllamacpp", reason="the llama.cpp runtime needs xllamacpp: pip install 'hayaku[llm]'")
@@ -134,16 +136,16 @@ def test_suppressed_tokens_are_never_generated(tiny: LLMTranslator) -> None:
     free.load()
     engine = free._runtime
 
-    def token_ids(text: str, bias: list[list[object]] | None) -> set[int]:
+    def token_ids(text: str, bans: Bans | None) -> set[int]:
         # llama.cpp reports a token once its bytes complete a character, so ids come from logprobs
-        out = engine.chat(free.messages(text, "en", "ja"), 4, bias, n_probs=1)
+        out = engine.chat(free.messages(text, "en", "ja"), 4, bans, n_probs=1)
         return {int(t["id"]) for t in (out["choices"][0].get("logprobs") or {}).get("content", [])}
 
     banned = set().union(*(token_ids(t, None) for t in TEXTS))
     assert banned, "the engine reported no generated token"
-    assert not banned & set().union(*(token_ids(t, [[i, False] for i in banned]) for t in TEXTS))
-    # the backend's own list reaches the engine as such a bias
-    assert tiny._logit_bias() == [[i, False] for i in tiny.suppressed_ids()]
+    assert not banned & set().union(*(token_ids(t, Bans(banned)) for t in TEXTS))
+    # the backend's own list reaches the engine as such bans
+    assert tiny._logit_bias().ids == tuple(tiny.suppressed_ids())
 
 
 def test_broken_gguf_files_are_clear_errors(tiny_gguf: Path, tmp_path: Path) -> None:
@@ -176,17 +178,25 @@ def test_no_latin_is_llamacpp_only_and_keeps_names_of_the_source() -> None:
         LLMOptions(runtime="ctranslate2", no_latin=True)
 
 
-def test_latin_bias_bans_latin_tokens_but_not_the_names_of_the_source(tiny: LLMTranslator) -> None:
+def test_no_latin_grammar_refuses_latin_letters_but_not_the_names_of_the_source(tiny: LLMTranslator) -> None:
     from backends.llamacpp_rt import vocab_pieces
+    from backends.llm_text import latin_grammar
 
-    pieces = dict(vocab_pieces(tiny._runtime.meta))
-    banned = {i for i, _ in tiny._latin_bias("I like green tea.")}
-    assert banned and all(pieces[i].strip().isascii() and pieces[i].strip().isalpha() for i in banned)
-    tanaka = set(tiny._runtime.tokenize(" Tanaka")) | set(tiny._runtime.tokenize("Tanaka"))
-    latin_tanaka = {i for i in tanaka if i in banned}
-    assert latin_tanaka, "the tiny vocabulary spells Tanaka with Latin tokens"
-    with_name = {i for i, _ in tiny._latin_bias("Please call Ms. Tanaka.")}
-    assert not latin_tanaka & with_name
+    engine = tiny._runtime
+    # a name the tiny vocabulary spells as one token, pushed so that the random model wants to write it
+    name_id, name = next((i, p.strip()) for i, p in vocab_pieces(engine.meta) if re.fullmatch(" ?[A-Z][a-z]{2,}", p))
+    source = f"I met {name} at the station."
+    messages = tiny.messages(source, "en", "ja")
+    push = [[name_id, 30.0]]
+
+    def answer(**extra: object) -> str:
+        return str(engine.chat(messages, 6, logit_bias=push, **extra)["choices"][0]["message"]["content"])
+
+    assert name in answer()
+    named = answer(grammar=latin_grammar(source))
+    assert name in named and not re.search("[A-Za-z]", named.replace(name, ""))
+    assert not re.search("[A-Za-z]", answer(grammar=latin_grammar("I like green tea.")))
+    assert latin_grammar("I like green tea.") == "root ::= ([^A-Za-z])*"
 
 
 def test_translate_stream_hands_over_each_token_and_ends_with_the_same_record(tiny: LLMTranslator) -> None:
