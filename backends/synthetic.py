@@ -156,8 +156,8 @@ class EchoOptions(FaultOptions):
         0.0,
         ge=0,
         le=10_000,
-        description="Stream the echo word by word (translate_stream), one word per stream_ms, as a decoding "
-        "translator does; 0 gives it in one piece.",
+        description="Stream the echo word by word (translate_stream; character by character for text without"
+        " spaces, as Japanese), one piece per stream_ms, as a decoding translator does; 0 gives it in one piece.",
     )
 
 
@@ -194,7 +194,7 @@ class EchoTranslator(_FaultInjectable, Translator):
     ) -> tuple[str, int | None]:
         assert isinstance(self.options, EchoOptions)
         whole, n = self._translate([text], source_lang, target_lang)[0]
-        words = re.findall(r"\S+\s*", whole)
+        words = re.findall(r"\S+\s*", whole) if " " in whole.strip() else list(whole)
         for i, word in enumerate(words):
             time.sleep(self.options.stream_ms / 1000)
             if emit(word):  # the consumer left: stop decoding, as a model would

@@ -72,10 +72,11 @@ def split_sentences(text: str, lang: str = "en", max_len: int = 400) -> list[str
         return []
     pieces: list[str] = []
     for para in re.split(r"\n\s*\n|\r\n\s*\r\n", text):
-        para = " ".join(para.split()) if lang != "ja" else para.replace("\n", "").strip()
+        cjk = lang in ("ja", "zh")  # sentences end at 。！？, with no space after
+        para = para.replace("\n", "").strip() if cjk else " ".join(para.split())
         if not para:
             continue
-        pieces.extend(_split_ja(para) if lang == "ja" else _split_en(para))
+        pieces.extend(_split_ja(para) if cjk else _split_en(para))
     out: list[str] = []
     for p in pieces:
         out.extend(_cap_length(p, max_len))
@@ -133,6 +134,31 @@ def complete_clauses(buffer: str, lang: str, flush: bool = False) -> tuple[list[
             clauses.append(rest)
         rest = ""
     return clauses, rest
+
+
+#: a noun's last character in Japanese: kanji, katakana, digits
+_NOUN_END = r"[\u3400-\u9fff々ァ-ヺー0-9０-９]"
+#: where a Japanese phrase (bunsetsu) surely ends: a case or topic particle after a noun, followed by the next
+#: noun (a hiragana next could still make は of では or で of です)
+_JA_PHRASE = re.compile(
+    _NOUN_END + r"(?:には|では|とは|にも|でも|から|まで|は|が|を|に|で|へ|と|も)(?=" + _NOUN_END[:-1] + r"「])"
+)
+#: shortest first phrase spoken alone (characters): 私の妹は, not 私は
+MIN_PHRASE = 4
+
+
+def first_phrase(buffer: str, lang: str) -> tuple[list[str], str]:
+    """The first phrase of a Japanese sentence being decoded, once it surely ended, and the rest.
+
+    For a sentence's first audio only: a sentence with no comma would otherwise be spoken when all of it is
+    decoded. Each phrase alone would make the voice choppy, so later ones wait for their clause. Text in
+    other languages, or with no phrase of ``MIN_PHRASE`` characters yet, stays whole: ``([], buffer)``.
+    """
+    if lang == "ja":
+        for m in _JA_PHRASE.finditer(buffer):
+            if len(buffer[: m.end()].strip()) >= MIN_PHRASE:
+                return [buffer[: m.end()]], buffer[m.end() :]
+    return [], buffer
 
 
 def _split_en(para: str) -> list[str]:

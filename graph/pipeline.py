@@ -5,7 +5,8 @@ deployments/). Every sentence's translation and speech start at once; the speake
 translation unawaited, so sentence i's speech starts the moment its translation exists. With
 ``clauses=True`` (the streamed routes) a sentence's translation streams instead, and each clause
 (backends.text.complete_clauses) is spoken as soon as its text is decoded, while the rest is still
-being translated. A ``graph.run.Run`` yields the pieces in order; ``Run.whole()`` joins them.
+being translated; the first audio of a run starts at its first phrase (backends.text.first_phrase) even
+before a comma. A ``graph.run.Run`` yields the pieces in order; ``Run.whole()`` joins them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from backends.base import Speaker, Translator
 from backends.errors import InvalidRequest
 from backends.languages import normalize_lang
-from backends.text import check_text, complete_clauses, complete_sentences, split_sentences
+from backends.text import check_text, complete_clauses, complete_sentences, first_phrase, split_sentences
 from backends.types import TranslationResult
 from graph.run import Clauses, Run, SpeechTranslation
 from graph.stages import Speaking, SpeakStage, TranslateStage, Translating
@@ -123,6 +124,8 @@ class Pipeline:
                 if isinstance(item, str):
                     buffer += item
                     done, buffer = complete_clauses(buffer, tgt)
+                    if first and not done and not spoken:  # the run's first audio: from its first phrase
+                        done, buffer = first_phrase(buffer, tgt)
                     for clause in done:
                         spoken += clause
                         into.clause(clause, _started(self.speaker.speak(clause.strip(), tgt, voice, speed)))
@@ -166,14 +169,18 @@ class Pipeline:
         self, text: str, lang: str | None = None, voice: str | None = None, speed: float = 1.0, clauses: bool = False
     ) -> Run:
         """Speech of text already in the target language, sentence by sentence (``clauses``: clause by
-        clause, so a long sentence's first clause is heard before the rest is spoken)."""
+        clause, the first sentence's first phrase apart, so a long sentence's start is heard before the rest
+        is spoken)."""
         tgt = normalize_lang(lang or self.target_lang)
         run = Run(self.timeout_s, tgt, text)
-        for sentence in self.sentences(text, tgt):
+        for n, sentence in enumerate(self.sentences(text, tgt)):
             if not clauses:
                 run.add(sentence, None, _started(self.speaker.speak(sentence, tgt, voice or self.voice, speed)))
                 continue
             parts, _ = complete_clauses(sentence, tgt, flush=True)
+            if n == 0:  # the first audio: from the first phrase, as when translating
+                phrase, rest = first_phrase(parts[0], tgt)
+                parts[:1] = [*phrase, rest] if phrase else parts[:1]
             run.add_clauses(sentence, functools.partial(self._spoken, parts=parts, lang=tgt, voice=voice, speed=speed))
         run.end()
         return run

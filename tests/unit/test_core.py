@@ -10,7 +10,7 @@ import pytest
 from backends import InvalidRequest, create_speaker, create_translator
 from backends.audio import decode_wav, encode, rms
 from backends.registry import SPEAKERS, TRANSLATORS, status
-from backends.text import split_sentences
+from backends.text import complete_clauses, first_phrase, split_sentences
 from graph.pipeline import local_pipeline
 
 
@@ -65,12 +65,42 @@ def test_split_english(text: str, expected: list[str]) -> None:
     assert split_sentences(text, "en") == expected
 
 
-def test_split_japanese() -> None:
+def test_split_japanese_and_chinese() -> None:
     assert split_sentences("こんにちは。お元気ですか？「はい」と言った。", "ja") == [
         "こんにちは。",
         "お元気ですか？",
         "「はい」と言った。",
     ]
+    assert split_sentences("你好。你好吗？", "zh") == ["你好。", "你好吗？"]
+
+
+@pytest.mark.parametrize(
+    ("buffer", "phrase"),
+    [
+        ("私の妹は病院で", "私の妹は"),  # a topic particle after a noun, the next noun begun
+        ("私は肉を食べ", "私は肉を"),  # 私は alone is too short: the next phrase end
+        ("夜9時にスーパー", "夜9時に"),
+        ("東京駅には新幹線", "東京駅には"),  # a two-character particle
+        ("私の妹は", None),  # nothing after は yet: it may still become a longer word
+        ("会議では", None),
+        ("今日は頭痛です", None),  # 今日は is shorter than MIN_PHRASE, nothing else ends
+        ("あなたはいつから起床", None),  # after hiragana, は may belong to the word
+        ("申し訳ありませんが", None),
+        ("Good morning and", None),
+    ],
+)
+def test_first_phrase_ends_at_a_particle_between_nouns(buffer: str, phrase: str | None) -> None:
+    done, rest = first_phrase(buffer, "ja")
+    assert done == ([phrase] if phrase else []) and "".join(done) + rest == buffer
+    assert first_phrase(buffer, "zh") == ([], buffer)  # Japanese phrases only
+
+
+def test_clauses_split_at_commas_with_a_minimum_length_and_text_without_one_waits_for_the_end() -> None:
+    assert complete_clauses("こんにちは、今日は", "ja") == (["こんにちは、"], "今日は")
+    assert complete_clauses("はい、そうです", "ja") == ([], "はい、そうです")  # はい、 alone would stutter
+    assert complete_clauses("句読点のない文", "ja") == ([], "句読点のない文")
+    assert complete_clauses("句読点のない文", "ja", flush=True) == (["句読点のない文"], "")
+    assert complete_clauses("Well, it is fine, I think", "en") == (["Well, it is fine,"], " I think")
 
 
 def test_split_caps_long_sentences() -> None:

@@ -241,6 +241,19 @@ def test_later_sentences_start_decoding_once_the_first_audio_is_out() -> None:
     assert sorted(n for _, n in started[1:]) == [1, 1], started
 
 
+def test_the_first_audio_starts_at_the_first_phrase_and_later_sentences_wait_for_their_clauses() -> None:
+    # the echo streams Japanese character by character, as a model decodes it
+    text = "私の妹は病院で働いています。駅は東京駅の南口です。"
+    pieces, run = _pieces(_echo_tone({"stream_ms": 2, "prefix": ""}), text, source_lang="zh", target_lang="ja")
+    assert [(p.sentence, p.text) for p in pieces] == [
+        (0, "私の妹は"),
+        (0, "病院で働いています。"),
+        (1, "駅は東京駅の南口です。"),  # not its first audio: a phrase of it is not spoken alone
+    ]
+    assert [p.gap_s for p in pieces] == [0.0, 0.0, GAP_S]  # no pause inside the sentence
+    assert run.translation() == text
+
+
 def test_text_without_a_clause_boundary_is_spoken_at_the_sentence_end() -> None:
     pieces, run = _pieces(_echo_tone({"stream_ms": 2}), "no punctuation here at all")
     assert [p.text for p in pieces] == ["JA:no punctuation here at all"]
@@ -281,6 +294,13 @@ def test_streamed_speech_of_japanese_text_is_spoken_clause_by_clause() -> None:
     ]
     assert [p.gap_s for p in pieces] == [0.0, CLAUSE_PAUSE_S, GAP_S]
     assert run.translation() == "こんにちは、今日はいい天気ですね。はい。" and run.records == []
+
+    # a first sentence without a comma starts at its first phrase; the next is spoken whole
+    async def phrased() -> list[str]:
+        run = _echo_tone().speak("私の妹は病院で働いています。駅は東京駅の南口です。", clauses=True)
+        return [p.text async for p in run]
+
+    assert asyncio.run(phrased()) == ["私の妹は", "病院で働いています。", "駅は東京駅の南口です。"]
 
 
 @pytest.mark.parametrize(("max_batch_size", "sizes"), [(8, [1, 3, 3, 3]), (2, [1, 2, 2, 1])])
