@@ -96,6 +96,25 @@ def joined(result: SpeechResult, rate: int, first: bool, gap_s: float) -> np.nda
     return pcm if first or gap_s <= 0 else np.concatenate([silence(rate, gap_s), pcm])
 
 
+#: what is left of a trimmed edge's silence: the breath between a phrase and the rest of its sentence
+KEEP_SILENCE_S = 0.05
+
+
+def trim_silence(pcm: np.ndarray, rate: int, start: bool, end: bool) -> np.ndarray:
+    """int16 ``pcm`` without the silence at its start and/or end, but ``KEEP_SILENCE_S`` of it; silence is
+    below 2% of the peak. Audio that is all silence is left as it is."""
+    if not (start or end) or not len(pcm):
+        return pcm
+    level = np.abs(pcm.astype(np.int32))
+    loud = np.flatnonzero(level > max(int(level.max()) // 50, 1))
+    if not len(loud):
+        return pcm
+    keep = int(rate * KEEP_SILENCE_S)
+    first = max(0, loud[0] - keep) if start else 0
+    last = min(len(pcm), loud[-1] + 1 + keep) if end else len(pcm)
+    return pcm[first:last]
+
+
 def silence(rate: int, seconds: float) -> np.ndarray:
     return np.zeros(int(rate * seconds), dtype=np.int16)
 

@@ -124,11 +124,13 @@ class Pipeline:
                 if isinstance(item, str):
                     buffer += item
                     done, buffer = complete_clauses(buffer, tgt)
-                    if first and not done and not spoken:  # the run's first audio: from its first phrase
+                    phrase = first and not done and not spoken
+                    if phrase:  # the run's first audio: from its first phrase
                         done, buffer = first_phrase(buffer, tgt)
                     for clause in done:
                         spoken += clause
-                        into.clause(clause, _started(self.speaker.speak(clause.strip(), tgt, voice, speed)))
+                        speech = _started(self.speaker.speak(clause.strip(), tgt, voice, speed))
+                        into.clause(clause, speech, joins_next=phrase)
                     continue
                 if isinstance(item, BaseException):
                     raise item
@@ -178,16 +180,22 @@ class Pipeline:
                 run.add(sentence, None, _started(self.speaker.speak(sentence, tgt, voice or self.voice, speed)))
                 continue
             parts, _ = complete_clauses(sentence, tgt, flush=True)
-            if n == 0:  # the first audio: from the first phrase, as when translating
-                phrase, rest = first_phrase(parts[0], tgt)
-                parts[:1] = [*phrase, rest] if phrase else parts[:1]
-            run.add_clauses(sentence, functools.partial(self._spoken, parts=parts, lang=tgt, voice=voice, speed=speed))
+            phrase, rest = first_phrase(parts[0], tgt) if n == 0 else ([], "")  # the first audio, as translating
+            parts[:1] = [*phrase, rest] if phrase else parts[:1]
+            speak = functools.partial(
+                self._spoken, parts=parts, joined=bool(phrase), lang=tgt, voice=voice, speed=speed
+            )
+            run.add_clauses(sentence, speak)
         run.end()
         return run
 
-    async def _spoken(self, into: Clauses, *, parts: list[str], lang: str, voice: str | None, speed: float) -> None:
-        for part in parts:
-            into.clause(part, _started(self.speaker.speak(part.strip(), lang, voice or self.voice, speed)))
+    async def _spoken(
+        self, into: Clauses, *, parts: list[str], joined: bool, lang: str, voice: str | None, speed: float
+    ) -> None:
+        """Speaks ``parts`` of one sentence (``joined``: the first is a phrase the second goes on from)."""
+        for i, part in enumerate(parts):
+            speech = _started(self.speaker.speak(part.strip(), lang, voice or self.voice, speed))
+            into.clause(part, speech, joins_next=joined and i == 0)
         into.end(None)
 
     def translate(self, text: str, source_lang: str | None = None, target_lang: str | None = None) -> Run:

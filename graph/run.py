@@ -69,6 +69,8 @@ class Piece:
     clause_text: str | None = None
     #: silence before this piece's audio when pieces are joined
     gap_s: float = 0.0
+    #: the sentence goes on right after this piece (a first phrase): no silence between the two
+    joins_next: bool = False
 
     @property
     def text(self) -> str:
@@ -85,10 +87,15 @@ class Joiner:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.spoken = 0
+        self._joins = False  # the previous piece goes on in this one
 
     def samples(self, p: Piece) -> np.ndarray:
         assert p.speech is not None
         out = audio.joined(p.speech, self.rate, self.spoken == 0, p.gap_s)
+        # a speaker pads each call with silence (Open JTalk ~0.3 s each end): a phrase and the rest of its
+        # sentence would otherwise be heard with ~0.6 s between them, where the whole sentence has none
+        out = audio.trim_silence(out, self.rate, start=self._joins, end=p.joins_next)
+        self._joins = p.joins_next
         self.spoken += 1
         return out
 
@@ -151,8 +158,9 @@ def _cancel(parts: list[Any]) -> None:
                 cancel()
 
 
-#: what a sentence yields: (clause text or None, speech or None, the sentence's record or None)
-Part = tuple[str | None, SpeechResult | None, TranslationResult | None]
+#: what a sentence yields: (clause text or None, speech or None, the sentence's record or None, whether the
+#: sentence goes on right after this piece)
+Part = tuple[str | None, SpeechResult | None, TranslationResult | None, bool]
 Wait = Callable[[Awaitable[Any]], Awaitable[Any]]
 
 
@@ -180,7 +188,7 @@ class _Whole(_Sentence):
     async def parts(self, wait: Wait) -> AsyncIterator[Part]:
         self.record = tr = None if self.tr is None else _value(await wait(self.tr))
         sp = None if self.sp is None else _value(await wait(self.sp))
-        yield None, sp, tr
+        yield None, sp, tr, False
 
 
 class Clauses(_Sentence):
@@ -188,28 +196,31 @@ class Clauses(_Sentence):
 
     def __init__(self, source: str, deadline: float) -> None:
         super().__init__(source, deadline)
-        self._queue: asyncio.Queue[tuple[str | None, Any, Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[str | None, Any, Any, bool]] = asyncio.Queue()
 
-    def clause(self, text: str, speech: Awaitable[Any], final: TranslationResult | None = None) -> None:
+    def clause(
+        self, text: str, speech: Awaitable[Any], final: TranslationResult | None = None, joins_next: bool = False
+    ) -> None:
+        """One clause's speech call (``joins_next``: a phrase the rest of the sentence follows at once)."""
         self.calls.append(speech)
-        self._queue.put_nowait((text, speech, final))
+        self._queue.put_nowait((text, speech, final, joins_next))
 
     def end(self, final: TranslationResult | BaseException | None) -> None:
         """The sentence's record (None when only speaking) or the error that ended it."""
-        self._queue.put_nowait((None, None, final))
+        self._queue.put_nowait((None, None, final, False))
 
     async def parts(self, wait: Wait) -> AsyncIterator[Part]:
         spoken = 0
         while True:
-            text, speech, final = await wait(self._queue.get())
+            text, speech, final, joins_next = await wait(self._queue.get())
             if text is None:
                 self.record = _value(final)
                 if not spoken:  # nothing to speak (an empty translation): the record alone
-                    yield None, None, self.record
+                    yield None, None, self.record, False
                 return
             sp = _value(await wait(speech))
             spoken += 1
-            yield text, sp, final
+            yield text, sp, final, joins_next
 
 
 class Run:
@@ -288,7 +299,7 @@ class Run:
                     await self._wake.wait()
                 self._current, self._clause = self._queue[n].parts(functools.partial(self._within, sentence=n)), 0
             try:
-                text, sp, tr = await self._current.__anext__()
+                text, sp, tr, joins_next = await self._current.__anext__()
             except StopAsyncIteration:
                 self._current = None
                 done = self._queue[n]
@@ -297,10 +308,16 @@ class Run:
                     self.records.append(done.record)
                     self._note(done.record, None, 0.0)
                 continue
-            return self._piece(self._queue[n], n, text, sp, tr)
+            return self._piece(self._queue[n], n, text, sp, tr, joins_next)
 
     def _piece(
-        self, sentence: _Sentence, n: int, text: str | None, sp: SpeechResult | None, tr: TranslationResult | None
+        self,
+        sentence: _Sentence,
+        n: int,
+        text: str | None,
+        sp: SpeechResult | None,
+        tr: TranslationResult | None,
+        joins_next: bool,
     ) -> Piece:
         now = time.perf_counter()
         prev = self.read[-1] if self.read else None
@@ -312,7 +329,7 @@ class Run:
             gap = _clause_gap(prev.text)
         piece = Piece(
             len(self.read), sentence.source, tr, sp, (now - self.started) * 1000, (now - sentence.start) * 1000,
-            n, self._clause, text, gap,
+            n, self._clause, text, gap, joins_next,
         )  # fmt: skip
         self._clause += 1
         self.read.append(piece)

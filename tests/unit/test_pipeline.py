@@ -251,7 +251,27 @@ def test_the_first_audio_starts_at_the_first_phrase_and_later_sentences_wait_for
         (1, "駅は東京駅の南口です。"),  # not its first audio: a phrase of it is not spoken alone
     ]
     assert [p.gap_s for p in pieces] == [0.0, 0.0, GAP_S]  # no pause inside the sentence
+    assert [p.joins_next for p in pieces] == [True, False, False]
     assert run.translation() == text
+
+
+def test_a_phrase_and_the_rest_of_its_sentence_join_without_the_speakers_padding() -> None:
+    from graph.run import Joiner, Piece
+
+    rate, pad = 16000, np.zeros(int(16000 * 0.3), dtype=np.int16)  # a speaker's silence at each end
+    voice = (3000 * np.sin(np.arange(rate // 2) / 3)).astype(np.int16)
+
+    def piece(text: str, joins_next: bool, gap: float) -> Piece:
+        sp = SpeechResult(np.concatenate([pad, voice, pad]), rate, text, "ja", "v", "tone", {})
+        return Piece(0, text, None, sp, 0.0, 0.0, clause_text=text, gap_s=gap, joins_next=joins_next)
+
+    joiner = Joiner(rate)
+    lengths = [len(joiner.samples(p)) for p in (piece("私の妹は", True, 0.0), piece("病院で。", False, 0.0))]
+    keep = int(rate * audio.KEEP_SILENCE_S)
+    # the edges at the joint are cut to KEEP_SILENCE_S (the sine's first and last samples are near 0)
+    assert lengths == pytest.approx([len(pad) + len(voice) + keep, keep + len(voice) + len(pad)], abs=3)
+    after = joiner.samples(piece("次です。", False, GAP_S))
+    assert len(after) == int(rate * GAP_S) + 2 * len(pad) + len(voice)  # other pieces keep theirs
 
 
 def test_text_without_a_clause_boundary_is_spoken_at_the_sentence_end() -> None:
