@@ -111,8 +111,10 @@ async def speech_translate_stream(
 
     async def lines() -> AsyncIterator[bytes]:
         try:
+            after_phrase = False
             async for p in streams.chain(before, run):
-                yield streams.ndjson(streams.sentence_line(p, body.format))
+                yield streams.ndjson(streams.sentence_line(p, body.format, after_phrase))
+                after_phrase = p.joins_next
             tr = run.records[0]
             done = {
                 "type": "done",

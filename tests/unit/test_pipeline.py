@@ -4,6 +4,7 @@ timings, live sessions, and the sentence joining every route shares."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from typing import Any
 
 import numpy as np
@@ -272,6 +273,18 @@ def test_a_phrase_and_the_rest_of_its_sentence_join_without_the_speakers_padding
     assert lengths == pytest.approx([len(pad) + len(voice) + keep, keep + len(voice) + len(pad)], abs=3)
     after = joiner.samples(piece("次です。", False, GAP_S))
     assert len(after) == int(rate * GAP_S) + 2 * len(pad) + len(voice)  # other pieces keep theirs
+    # NDJSON lines carry each piece as its own file: cut the same way
+    from deployments.streams import sentence_line
+
+    def wav_len(line: dict[str, Any]) -> int:
+        return len(audio.decode(base64.b64decode(line["audio_base64"]), "wav")[0])
+
+    lines = [
+        sentence_line(piece("私の妹は", True, 0.0), "wav"),
+        sentence_line(piece("病院で。", False, 0.0), "wav", True),
+    ]
+    assert [wav_len(x) for x in lines] == pytest.approx(lengths, abs=3)
+    assert wav_len(sentence_line(piece("次です。", False, GAP_S), "wav")) == 2 * len(pad) + len(voice)
 
 
 def test_text_without_a_clause_boundary_is_spoken_at_the_sentence_end() -> None:
