@@ -91,7 +91,7 @@ class Bans:
 
     __slots__ = ("entries", "ids")
 
-    def __init__(self, ids: Iterable[int] = ()) -> None:
+    def __init__(self, ids: Iterable[int]) -> None:
         self.ids = tuple(ids)
         self.entries = ",".join(f"[{i},false]" for i in self.ids)
 

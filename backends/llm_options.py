@@ -99,7 +99,7 @@ class LLMOptions(BackendOptions):
         "fast",
         description=(
             "A preset of quality levers; options given explicitly win. Each sets no_latin on llama.cpp (no"
-            " English words left in, 1.02-1.08x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.27x"
+            " English words left in, ~1.04x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.27x"
             " the time a sentence). best: retrieve 2 (+4 chrF, about 2x the time)."
         ),
     )

@@ -136,12 +136,12 @@ def complete_clauses(buffer: str, lang: str, flush: bool = False) -> tuple[list[
     return clauses, rest
 
 
-#: a noun's last character in Japanese: kanji, katakana, digits
-_NOUN_END = r"[\u3400-\u9fff々ァ-ヺー0-9０-９]"
+#: characters a Japanese noun ends with: kanji, katakana, digits
+_NOUN_CHARS = r"\u3400-\u9fff々ァ-ヺー0-9０-９"
 #: where a Japanese phrase (bunsetsu) surely ends: a case or topic particle after a noun, followed by the next
 #: noun (a hiragana next could still make は of では or で of です)
 _JA_PHRASE = re.compile(
-    _NOUN_END + r"(?:には|では|とは|にも|でも|から|まで|は|が|を|に|で|へ|と|も)(?=" + _NOUN_END[:-1] + r"「])"
+    rf"[{_NOUN_CHARS}](?:には|では|とは|にも|でも|から|まで|は|が|を|に|で|へ|と|も)(?=[{_NOUN_CHARS}「])"
 )
 #: shortest first phrase spoken alone (characters): 私の妹は, not 私は
 MIN_PHRASE = 4

@@ -111,10 +111,8 @@ async def speech_translate_stream(
 
     async def lines() -> AsyncIterator[bytes]:
         try:
-            after_phrase = False
             async for p in streams.chain(before, run):
-                yield streams.ndjson(streams.sentence_line(p, body.format, after_phrase))
-                after_phrase = p.joins_next
+                yield streams.ndjson(streams.sentence_line(p, body.format))
             tr = run.records[0]
             done = {
                 "type": "done",

@@ -44,14 +44,10 @@ def timings(**ms: float) -> dict[str, float]:
     return {k: round(v, 3) for k, v in ms.items()}
 
 
-def sentence_line(p: Piece, fmt: str, after_phrase: bool = False) -> dict[str, Any]:
+def sentence_line(p: Piece, fmt: str) -> dict[str, Any]:
     """One NDJSON line of a streamed speech-translate: the sentence, its translation and its audio file
-    (cut at a joint with a phrase as the Joiner cuts it: ``after_phrase``, the previous piece joins this one)."""
+    (cut at a joint with a phrase, as the Joiner cuts it)."""
     sp, tr = p.speech, p.translation
-    file = None
-    if sp is not None:
-        pcm = audio.trim_silence(sp.int16(), sp.sample_rate, start=after_phrase, end=p.joins_next)
-        file = audio.encode(pcm, sp.sample_rate, fmt)
     return {
         "type": "sentence",
         "index": p.index,
@@ -59,7 +55,7 @@ def sentence_line(p: Piece, fmt: str, after_phrase: bool = False) -> dict[str, A
         "clause": p.clause,
         "source": p.source,
         "translation": p.text,
-        "audio_base64": base64.b64encode(file).decode() if file is not None else None,
+        "audio_base64": base64.b64encode(audio.encode_result(p.joint_speech(), fmt)).decode() if sp else None,
         "format": fmt,
         "sample_rate": sp.sample_rate if sp else None,
         "gap_s": p.gap_s,

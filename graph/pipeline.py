@@ -180,8 +180,9 @@ class Pipeline:
                 run.add(sentence, None, _started(self.speaker.speak(sentence, tgt, voice or self.voice, speed)))
                 continue
             parts, _ = complete_clauses(sentence, tgt, flush=True)
-            phrase, rest = first_phrase(parts[0], tgt) if n == 0 else ([], "")  # the first audio, as translating
-            parts[:1] = [*phrase, rest] if phrase else parts[:1]
+            phrase, rest = first_phrase(parts[0], tgt) if n == 0 else ([], "")
+            if phrase:  # the first audio from the first phrase, as when translating
+                parts[:1] = [*phrase, rest]
             speak = functools.partial(
                 self._spoken, parts=parts, joined=bool(phrase), lang=tgt, voice=voice, speed=speed
             )

@@ -14,7 +14,7 @@ import functools
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,19 @@ class Piece:
     gap_s: float = 0.0
     #: the sentence goes on right after this piece (a first phrase): no silence between the two
     joins_next: bool = False
+    #: the piece before this one goes on in it
+    after_phrase: bool = False
+
+    def joint_speech(self) -> SpeechResult:
+        """The speech, cut at a joint with a phrase: a speaker pads each call with silence (Open JTalk ~0.3 s
+        each end), so a phrase and the rest of its sentence would be heard ~0.6 s apart, where the whole
+        sentence has no pause."""
+        sp = self.speech
+        assert sp is not None
+        if not (self.after_phrase or self.joins_next):
+            return sp
+        cut = audio.trim_silence(sp.int16(), sp.sample_rate, start=self.after_phrase, end=self.joins_next)
+        return replace(sp, audio=cut)
 
     @property
     def text(self) -> str:
@@ -87,15 +100,9 @@ class Joiner:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.spoken = 0
-        self._joins = False  # the previous piece goes on in this one
 
     def samples(self, p: Piece) -> np.ndarray:
-        assert p.speech is not None
-        out = audio.joined(p.speech, self.rate, self.spoken == 0, p.gap_s)
-        # a speaker pads each call with silence (Open JTalk ~0.3 s each end): a phrase and the rest of its
-        # sentence would otherwise be heard with ~0.6 s between them, where the whole sentence has none
-        out = audio.trim_silence(out, self.rate, start=self._joins, end=p.joins_next)
-        self._joins = p.joins_next
+        out = audio.joined(p.joint_speech(), self.rate, self.spoken == 0, p.gap_s)
         self.spoken += 1
         return out
 
@@ -329,7 +336,7 @@ class Run:
             gap = _clause_gap(prev.text)
         piece = Piece(
             len(self.read), sentence.source, tr, sp, (now - self.started) * 1000, (now - sentence.start) * 1000,
-            n, self._clause, text, gap, joins_next,
+            n, self._clause, text, gap, joins_next, prev is not None and prev.joins_next,
         )  # fmt: skip
         self._clause += 1
         self.read.append(piece)

@@ -253,6 +253,7 @@ def test_the_first_audio_starts_at_the_first_phrase_and_later_sentences_wait_for
     ]
     assert [p.gap_s for p in pieces] == [0.0, 0.0, GAP_S]  # no pause inside the sentence
     assert [p.joins_next for p in pieces] == [True, False, False]
+    assert [p.after_phrase for p in pieces] == [False, True, False]
     assert run.translation() == text
 
 
@@ -262,12 +263,15 @@ def test_a_phrase_and_the_rest_of_its_sentence_join_without_the_speakers_padding
     rate, pad = 16000, np.zeros(int(16000 * 0.3), dtype=np.int16)  # a speaker's silence at each end
     voice = (3000 * np.sin(np.arange(rate // 2) / 3)).astype(np.int16)
 
-    def piece(text: str, joins_next: bool, gap: float) -> Piece:
+    def piece(text: str, joins_next: bool, gap: float, after_phrase: bool = False) -> Piece:
         sp = SpeechResult(np.concatenate([pad, voice, pad]), rate, text, "ja", "v", "tone", {})
-        return Piece(0, text, None, sp, 0.0, 0.0, clause_text=text, gap_s=gap, joins_next=joins_next)
+        return Piece(
+            0, text, None, sp, 0.0, 0.0, clause_text=text, gap_s=gap, joins_next=joins_next, after_phrase=after_phrase
+        )
 
     joiner = Joiner(rate)
-    lengths = [len(joiner.samples(p)) for p in (piece("私の妹は", True, 0.0), piece("病院で。", False, 0.0))]
+    phrase, rest = piece("私の妹は", True, 0.0), piece("病院で。", False, 0.0, after_phrase=True)
+    lengths = [len(joiner.samples(p)) for p in (phrase, rest)]
     keep = int(rate * audio.KEEP_SILENCE_S)
     # the edges at the joint are cut to KEEP_SILENCE_S (the sine's first and last samples are near 0)
     assert lengths == pytest.approx([len(pad) + len(voice) + keep, keep + len(voice) + len(pad)], abs=3)
@@ -279,10 +283,7 @@ def test_a_phrase_and_the_rest_of_its_sentence_join_without_the_speakers_padding
     def wav_len(line: dict[str, Any]) -> int:
         return len(audio.decode(base64.b64decode(line["audio_base64"]), "wav")[0])
 
-    lines = [
-        sentence_line(piece("私の妹は", True, 0.0), "wav"),
-        sentence_line(piece("病院で。", False, 0.0), "wav", True),
-    ]
+    lines = [sentence_line(phrase, "wav"), sentence_line(rest, "wav")]
     assert [wav_len(x) for x in lines] == pytest.approx(lengths, abs=3)
     assert wav_len(sentence_line(piece("次です。", False, GAP_S), "wav")) == 2 * len(pad) + len(voice)
 
