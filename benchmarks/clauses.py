@@ -5,7 +5,7 @@
 
 The streamed routes speak each clause of a translation (backends.text.complete_clauses) as soon as its
 text exists, the first sentence's first phrase apart (backends.text.first_phrase), and join the pieces
-with a short pause after a comma (graph.run.CLAUSE_PAUSE_S), none after a phrase. For every corpus
+with a short pause after a comma (graph.pieces.CLAUSE_PAUSE_S), none after a phrase. For every corpus
 reference (Japanese) that is one sentence spoken in more than one piece, this speaks it whole and piece by
 piece through the orchestrator (``Pipeline.speak``) with the same speaker and voice, and compares the
 durations: the issue's bound is 15%. Writes ``results/clauses.md`` and, for listening,
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Corpus references (Japanese) of benchmarks/corpus/en-ja*.tsv that are one sentence spoken in more than "
         f"one piece (clauses, and the first phrase apart), among the first {ns.limit}; each spoken whole and piece "
         f"by piece through graph.pipeline (Pipeline.speak, pieces joined as the streamed routes join them: "
-        f"graph.run.CLAUSE_PAUSE_S after a comma, nothing after a phrase). Machine: {machine()}.\n\n"
+        f"graph.pieces.CLAUSE_PAUSE_S after a comma, nothing after a phrase). Machine: {machine()}.\n\n"
         "Listening check: results/clauses/<speaker>-<n>-whole.wav against -clauses.wav for the first three "
         "sentences and the first three with the first phrase apart (written by this run, not committed)."
     )

@@ -17,7 +17,8 @@ from deployments import openai_api, streams
 from deployments.http.app import header_json, header_text
 from deployments.http.errors import error_response
 from deployments.http.schemas import SpeechRequest, SpeechTranslateJSON, SpeechTranslateRequest
-from graph.run import Run, SpeechTranslation
+from graph.pieces import SpeechTranslation
+from graph.run import Run
 
 #: a streamed body, its media type and the headers it starts with
 Stream = tuple[AsyncIterator[bytes], str, dict[str, str]]

@@ -1,5 +1,5 @@
 """How a run's pieces leave over the wire: an audio stream, NDJSON lines, OpenAI's SSE events and the
-WebSocket's messages. Every stream joins pieces as the whole response does (graph.run.Joiner: the gap before
+WebSocket's messages. Every stream joins pieces as the whole response does (graph.pieces.Joiner: the gap before
 every sentence but the first, a short pause after a clause's comma, at the stream's one rate), whatever
 speaker served each piece. A piece is a sentence, or a clause of one where the translation streamed."""
 
@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from backends import audio
-from graph.run import Joiner, Piece, Run
+from graph.pieces import Joiner, Piece
+from graph.run import Run
 
 
 def chain(before: list[Piece], run: Run) -> AsyncIterator[Piece]:

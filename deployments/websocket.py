@@ -21,8 +21,9 @@ from fastapi import WebSocket, WebSocketDisconnect
 from backends.errors import InvalidRequest
 from deployments import streams
 from deployments.http.errors import error_response
+from graph.pieces import Joiner
 from graph.pipeline import Live
-from graph.run import Joiner, within
+from graph.run import within
 
 #: how long a WebSocket may stay silent before the server closes it
 IDLE_TIMEOUT_S = 30.0

@@ -22,7 +22,8 @@ from backends.errors import InvalidRequest
 from backends.languages import normalize_lang
 from backends.text import check_text, complete_clauses, complete_sentences, first_phrase, split_sentences
 from backends.types import TranslationResult
-from graph.run import Clauses, Run, SpeechTranslation
+from graph.pieces import SpeechTranslation
+from graph.run import Clauses, Run
 from graph.stages import Speaking, SpeakStage, TranslateStage, Translating
 
 

@@ -18,7 +18,7 @@ from ray.serve.context import _get_global_client
 from ray.serve.schema import ServeDeploySchema
 
 from backends.audio import decode_wav
-from graph.run import join_translation
+from graph.pieces import join_translation
 
 websockets = pytest.importorskip("websockets", reason="the WebSocket test needs websockets: pip install 'hayaku[test]'")
 

@@ -14,8 +14,8 @@ from backends import audio, registry
 from backends.errors import BackendTimeout, InvalidRequest
 from backends.text import complete_sentences
 from backends.types import SpeechResult
+from graph.pieces import CLAUSE_PAUSE_S, GAP_S
 from graph.pipeline import Pipeline, local_pipeline
-from graph.run import CLAUSE_PAUSE_S, GAP_S
 from graph.stages import SpeakStage, TranslateStage, build_speaker
 
 PARAGRAPH = "Good morning. The train leaves at nine. Please keep your ticket. Have a nice trip."
@@ -258,7 +258,7 @@ def test_the_first_audio_starts_at_the_first_phrase_and_later_sentences_wait_for
 
 
 def test_a_phrase_and_the_rest_of_its_sentence_join_without_the_speakers_padding() -> None:
-    from graph.run import Joiner, Piece
+    from graph.pieces import Joiner, Piece
 
     rate, pad = 16000, np.zeros(int(16000 * 0.3), dtype=np.int16)  # a speaker's silence at each end
     voice = (3000 * np.sin(np.arange(rate // 2) / 3)).astype(np.int16)
