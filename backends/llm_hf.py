@@ -3,7 +3,7 @@ cached folder) and transformers (``AutoModelForCausalLM``), with the tokenizer t
 
 ``HFRuntimes`` is a part of ``backends.llm_mt.LLMTranslator`` (the prompt, options and cleaning live
 there): loading a model folder into ``self._runtime``/``self._tokenizer`` and greedy generation from
-prompt token ids, so that module holds what every runtime shares and llama.cpp's own path.
+prompt token ids, so that module holds what every runtime shares (llama.cpp's path: ``backends.llm_llamacpp``).
 """
 
 from __future__ import annotations
