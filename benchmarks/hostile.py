@@ -81,7 +81,7 @@ FOUND_AND_FIXED = [
         "property": "config args (parse_args)",
         "failure": "deeply nested or self-referential values raised RecursionError, and huge ints ValueError, "
         "while the error message was being written (repr)",
-        "fix": "graph.config.check_shape refuses nesting past 32 levels or over 100,000 values with the path; "
+        "fix": "graph.stage_checks.check_shape refuses nesting past 32 levels or over 100,000 values with the path; "
         "messages quote values through backends.base.short_repr (cut, never raises)",
     },
 ]

@@ -20,7 +20,7 @@ import numpy as np
 
 from backends.base import short_repr
 from backends.errors import InvalidRequest
-from graph.config import ConfigError, check_weights
+from graph.stage_checks import ConfigError, check_weights
 
 
 def key_point(key: str) -> float:

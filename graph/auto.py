@@ -50,8 +50,9 @@ from backends import registry, store
 from backends.base import DEFAULT_MAX_CHARS, parse_options, short_repr
 from backends.errors import InvalidRequest
 from graph import hardware
-from graph.config import AUTO, ConfigError, GraphArgs, check_stage, parse_args
+from graph.config import GraphArgs, parse_args
 from graph.pipeline import Pipeline
+from graph.stage_checks import AUTO, ConfigError, check_stage
 from graph.stages import SpeakStage, TranslateStage, build_speaker, build_translator
 
 log = logging.getLogger("hayaku.auto")

@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from backends.base import format_validation_error, short_repr
-from graph.config import ConfigError, GraphArgs, check_shape, deployment_names, parse_args
+from graph.config import ConfigError, GraphArgs, deployment_names, parse_args
+from graph.stage_checks import check_shape
 
 IMPORT_PATH = "serve.app:build"
 #: the largest config file read: far beyond any real config, far below what breaks a parser
