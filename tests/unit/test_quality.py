@@ -143,3 +143,17 @@ def test_content_checks_count_english_length_and_added_formulas() -> None:
     assert got["length_outliers"] == 1  # one character for a whole request
     clean = content_checks([p.reference for p in pairs], pairs)
     assert clean == {"latin_outputs": 0, "latin_words": [], "length_outliers": 0, "added_formulas": 0}
+
+
+def test_mbr_keeps_the_consensus_and_the_oracle_the_closest_to_the_reference() -> None:
+    from benchmarks.quality_mbr import main, mbr_pick, oracle_pick
+
+    outlier = "まったく違う文章です。"
+    consensus = "駅はどこですか？"
+    cands = [outlier, "駅はどこにありますか？", consensus, "駅はどちらですか？"]
+    assert mbr_pick(cands) == consensus  # nearest to all the others, though not first
+    assert oracle_pick(cands, "まったく違う文章です") == outlier
+    assert mbr_pick(["同じ", "同じ"]) == "同じ"
+    for bad in (["--candidates", "1"], ["--temperature", "0"]):
+        with pytest.raises(SystemExit):
+            main(bad)
