@@ -13,11 +13,11 @@ from pydantic import Field, field_validator, model_validator
 
 from backends.base import BackendOptions
 
-#: what each ``quality`` preset sets, measured on the held-out test part (benchmarks/results/
-#: quality-test-levers.md, quality-test-hints-nolatin.md, quality-test-default.md): every one bans
-#: English words left in (no_latin: 12 of 180 -> 0, chrF 30.1 -> 30.9, at 1.04x the time: a grammar
-#: checked against the chosen token; it needs llama.cpp, so it is set only there); balanced adds
-#: hints (+0.8 chrF at ~1.27x); best retrieves examples (+4 chrF at ~2x)
+#: what each ``quality`` preset sets, measured on the held-out test part in one interleaved run
+#: (benchmarks/results/quality-test-all.md): every one bans English words left in (no_latin: 12 of
+#: 180 -> 0, chrF 30.1 -> 30.9, at 1.02x the time: a grammar checked against the chosen token; it needs
+#: llama.cpp, so it is set only there); balanced adds hints (31.7 at 1.23x); best retrieves examples
+#: (34.9 at 1.93x)
 QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     "fast": {"no_latin": True},
     "balanced": {"hints": 3, "no_latin": True},
@@ -99,8 +99,8 @@ class LLMOptions(BackendOptions):
         "fast",
         description=(
             "A preset of quality levers; options given explicitly win. Each sets no_latin on llama.cpp (no"
-            " English words left in, ~1.04x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.27x"
-            " the time a sentence). best: retrieve 2 (+4 chrF, about 2x the time)."
+            " English words left in, 1.02-1.04x the time). fast: nothing more. balanced: hints 3 (+0.8 chrF, ~1.2x"
+            " the time a sentence). best: retrieve 2 (+4 chrF, ~1.9x the time)."
         ),
     )
     retrieve: int = Field(
