@@ -163,7 +163,8 @@ class LlamaCppRuntime:
 
 def gguf_path(spec: str) -> Path | None:
     """The GGUF file a model spec names: a .gguf file, or the one .gguf file in a folder; else None."""
-    return find_gguf(store.existing_path(spec) or Path(spec))
+    path = store.existing_path(spec)
+    return find_gguf(path) if path is not None else None
 
 
 def gguf_missing(spec: str) -> str:
